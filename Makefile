@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch goes in first, pinned: a bare `torch` requirement would pull the CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= serving,training,dev
+MODELS := .cache/models
+TINY := $(MODELS)/tiny-idefics3
+PYTEST_ARGS ?=
+
+.PHONY: install models demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+models: $(TINY)/config.json
+
+$(TINY)/config.json: $(VENV)/.installed critic/tiny.py
+	$(BIN)/lift-critic build-tiny $(TINY) > /dev/null
+
+demo: install models
+	$(BIN)/python -m critic.demo --model $(TINY)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install models
+	$(BIN)/python bench/bench_prefix_reuse.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache
