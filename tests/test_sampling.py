@@ -1,0 +1,62 @@
+import pytest
+
+from critic.errors import InvalidParameterError
+from critic.sampling import FrameSampling
+
+
+def test_uniform_spreads_over_the_whole_clip():
+    idx = FrameSampling.uniform(8).indices(49, 8.0)
+    assert len(idx) == 8 and idx == sorted(set(idx))
+    assert idx[0] <= 49 // 8 and idx[-1] >= 49 - 49 // 8
+    gaps = {b - a for a, b in zip(idx, idx[1:])}
+    assert max(gaps) - min(gaps) <= 1
+
+
+def test_uniform_with_fewer_frames_than_asked_takes_each_once():
+    assert FrameSampling.uniform(8).indices(5, 8.0) == [0, 1, 2, 3, 4]
+
+
+def test_fps_steps_by_time():
+    assert FrameSampling.at_fps(2).indices(49, 8.0) == list(range(0, 49, 4))
+    assert FrameSampling.at_fps(8).indices(10, 8.0) == list(range(10))
+    # asking for more than the native rate does not duplicate frames
+    assert FrameSampling.at_fps(30).indices(10, 8.0) == list(range(10))
+
+
+def test_segments_one_frame_per_segment_and_deterministic():
+    s = FrameSampling.segmental(4, seed=7)
+    idx = s.indices(49, 8.0)
+    assert idx == s.indices(49, 8.0)
+    bounds = [0, 13, 25, 37, 49]  # ceil of linspace(0, 49, 5)
+    for i, (lo, hi) in zip(idx, zip(bounds, bounds[1:])):
+        assert lo <= i < hi
+    others = {tuple(FrameSampling.segmental(4, seed=k).indices(49, 8.0)) for k in range(10)}
+    assert len(others) > 1  # the seed matters
+
+
+def test_all_takes_every_frame():
+    assert FrameSampling.every_frame().indices(9, 8.0) == list(range(9))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FrameSampling.uniform(0),
+        lambda: FrameSampling.at_fps(0),
+        lambda: FrameSampling.segmental(0),
+        lambda: FrameSampling("bogus"),
+    ],
+)
+def test_bad_parameters_are_typed_errors(make):
+    with pytest.raises(InvalidParameterError):
+        make()
+
+
+def test_more_segments_than_frames_is_an_error():
+    with pytest.raises(InvalidParameterError, match="segments"):
+        FrameSampling.segmental(10).indices(5, 8.0)
+
+
+def test_describe_names_only_the_relevant_fields():
+    assert FrameSampling.segmental(4, seed=3).describe() == {"strategy": "segments", "segments": 4, "seed": 3}
+    assert FrameSampling.uniform(8).describe() == {"strategy": "uniform", "frames": 8}

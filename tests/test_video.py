@@ -1,0 +1,96 @@
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from critic.errors import EmptyVideoError, InvalidVideoError, VideoTooLargeError
+from critic.samples import make_clip
+from critic.video import VideoLimits, decode_video, encode_video
+
+
+def test_round_trip_from_bytes_and_file(tmp_path):
+    frames = make_clip(9, 32)
+    data = encode_video(frames, fps=8)
+    v = decode_video(data)
+    assert v.frames.shape == (9, 32, 32, 3) and v.frames.dtype == np.uint8
+    assert v.fps == pytest.approx(8.0)
+    assert np.abs(v.frames.astype(int) - frames.astype(int)).mean() < 8  # lossy but close
+    path = tmp_path / "c.mp4"
+    path.write_bytes(data)
+    assert np.array_equal(decode_video(path).frames, v.frames)
+
+
+def _zero_frame_container() -> bytes:
+    """A valid AVI with a video stream and no frames."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="avi") as out:
+        s = out.add_stream("mpeg4", rate=Fraction(8))
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        out.start_encoding()
+    return buf.getvalue()
+
+
+def _audio_only() -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="wav") as out:
+        s = out.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for p in s.encode(frame):
+            out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data, error, match",
+    [
+        (b"", EmptyVideoError, "empty"),
+        (b"this is not a video at all" * 10, InvalidVideoError, "cannot open"),
+        (_audio_only(), InvalidVideoError, "no video stream"),
+    ],
+)
+def test_bad_bytes_are_typed_errors(data, error, match):
+    with pytest.raises(error, match=match):
+        decode_video(data)
+
+
+def test_zero_frame_video_is_empty():
+    data = _zero_frame_container()
+    assert len(data) > 0
+    with pytest.raises(EmptyVideoError, match="zero frames"):
+        decode_video(data)
+
+
+def test_truncated_video_is_invalid_or_shorter_never_blank():
+    data = encode_video(make_clip(17, 32), fps=8)
+    cut = data[: len(data) // 3]
+    try:
+        v = decode_video(cut)
+    except InvalidVideoError:
+        return
+    assert 0 < v.num_frames < 17 and v.frames.std() > 0
+
+
+def test_missing_file_is_invalid(tmp_path):
+    with pytest.raises(InvalidVideoError, match="cannot read"):
+        decode_video(tmp_path / "nope.mp4")
+
+
+@pytest.mark.parametrize(
+    "limits, which",
+    [
+        (VideoLimits(max_bytes=100), "max_bytes"),
+        (VideoLimits(max_pixels=32 * 31), "max_pixels"),
+        (VideoLimits(max_frames=5), "max_frames"),
+        (VideoLimits(max_duration_s=1.0), "max_duration_s"),
+    ],
+)
+def test_limits(limits, which):
+    data = encode_video(make_clip(17, 32), fps=8)  # 17 frames, 2.1 s, 32x32
+    with pytest.raises(VideoTooLargeError) as e:
+        decode_video(data, limits)
+    assert e.value.details["limit"] == which
