@@ -1,0 +1,189 @@
+"""Build tiny random VLM checkpoints offline, for tests, the demo and benchmarks.
+
+The tokenizer is a byte-level BPE trained here on local text; the checkpoint is saved
+with ``save_pretrained`` (model + processor) and loads back through exactly the code a
+real checkpoint uses (``AutoProcessor`` / ``AutoModelForImageTextToText``).
+Idefics3 (the SmolVLM architecture) always works; Qwen2.5-VL needs torchvision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from critic.rubrics import RUBRICS
+
+# Sizes: "tiny" for tests (~0.3M parameters), "small" for benchmarks (a vision tower
+# and a prefix that cost something relative to one decoding step, as in real models).
+PRESETS = {
+    "tiny": dict(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, hidden=64, layers=2, heads=4),
+    "small": dict(image_size=224, patch_size=14, vision_hidden=192, vision_layers=4, hidden=256, layers=4, heads=8),
+}
+
+_WORDS = """a an the one two three four five red green blue yellow white black orange purple
+ball cube square circle triangle star car dog cat bird crane person hand face tree house
+rolls moves jumps spins falls flies walks runs stays left right up down across slowly quickly
+on in under over grass road sky water field room table background scene style
+video frame frames motion smooth jerky flicker flickers freezes frozen jumps reversed
+blurry blur noisy noise blocky artefacts sharp clear realistic deformed missing wrong colour count
+object objects shape shapes matches match does not is are was were generated shown appears
+Good Normal Bad Answer then give reason the video shows what text describes 1 2 3 4 5
+The There no nothing everything consistent inconsistent correct incorrect too many few""".split()
+
+
+def _corpus() -> list[str]:
+    lines = [" ".join(_WORDS)]
+    for rubric in RUBRICS.values():
+        for d in rubric.dimensions:
+            lines.append(d.question)
+        lines.append(" ".join(f"{lab.name}." for lab in rubric.labels))
+    for lab in ("Good", "Normal", "Bad", "1", "2", "3", "4", "5"):
+        lines.append(f"Assistant: {lab}. The video shows a red ball rolling on the grass.")
+    return lines * 20
+
+
+def build_tokenizer(vocab_size: int = 600):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>",
+               "<global-img>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(_corpus(), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<end_of_utterance>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.add_special_tokens({"additional_special_tokens": ["<fake_token_around_image>", "<image>", "<end_of_utterance>"]})
+    return fast
+
+
+# SmolVLM's chat layout: "<|im_start|>User:<image>...text<end_of_utterance>\nAssistant: answer"
+IDEFICS3_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def build_tiny_idefics3(out: str | os.PathLike, preset: str = "tiny", seed: int = 0) -> Path:
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration
+    from transformers.models.idefics3 import Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    p = PRESETS[preset]
+    out = Path(out)
+    tok = build_tokenizer()
+    scale = 2
+    seq_len = (p["image_size"] // p["patch_size"]) ** 2 // scale**2
+    image_processor = Idefics3ImageProcessorPil(
+        size={"longest_edge": p["image_size"]},
+        max_image_size={"longest_edge": p["image_size"]},
+        do_image_splitting=False,
+    )
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tok, image_seq_len=seq_len, chat_template=IDEFICS3_CHAT_TEMPLATE
+    )
+    config = Idefics3Config(
+        vision_config=dict(
+            hidden_size=p["vision_hidden"], intermediate_size=2 * p["vision_hidden"],
+            num_hidden_layers=p["vision_layers"], num_attention_heads=max(2, p["vision_hidden"] // 32),
+            image_size=p["image_size"], patch_size=p["patch_size"],
+        ),
+        text_config=dict(
+            model_type="llama", vocab_size=len(tok), hidden_size=p["hidden"], intermediate_size=2 * p["hidden"],
+            num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["heads"] // 2,
+            max_position_embeddings=4096, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id, tie_word_embeddings=False,
+        ),
+        scale_factor=scale,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def torchvision_available() -> bool:
+    try:
+        import torchvision  # noqa: F401
+
+        torchvision.ops.nms  # the CUDA wheels on CPU torch fail here or at import
+        return True
+    except Exception:
+        return False
+
+
+def build_tiny_qwen2_5_vl(out: str | os.PathLike, seed: int = 0) -> Path:
+    """Tiny Qwen2.5-VL; its processor needs torchvision (GPU machines have it)."""
+    if not torchvision_available():
+        raise RuntimeError("Qwen2.5-VL's processor needs a working torchvision; it is not importable here")
+    from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out)
+    tok = build_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                                                         "<|video_pad|>", "<|im_end|>"]})
+    config = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, fullatt_block_indexes=[0]),
+        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    # processor classes from transformers; only the tokenizer is ours. The video processor needs torchvision.
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112),
+        video_processor=Qwen2VLVideoProcessor(),
+        tokenizer=tok,
+    )
+    processor.save_pretrained(out)
+    return out
+
+
+BUILDERS = {"idefics3": build_tiny_idefics3, "qwen2_5_vl": build_tiny_qwen2_5_vl}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Build a tiny random VLM checkpoint offline.")
+    ap.add_argument("out")
+    ap.add_argument("--arch", choices=sorted(BUILDERS), default="idefics3")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    args = ap.parse_args(argv)
+    kwargs = {"preset": args.preset} if args.arch == "idefics3" else {}
+    print(BUILDERS[args.arch](args.out, **kwargs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The VLM critic: any Hugging Face image-text-to-text model, frames in as images.
+
+For a batch of videos sharing a rubric:
+
+1. one forward pass over the *prefix* (frames + caption) builds the KV cache;
+2. per dimension, the question runs on a copy of that cache; the next-token logits
+   at the answer position, restricted to each label's first distinguishing token,
+   give the label probabilities, the hard label and the soft score;
+3. the rationale is decoded greedily after ``"{Label}."``, bounded in length.
+
+LiFT instead re-decodes and re-encodes the video for each question; ``bench/`` measures
+the difference. Decoding is greedy, so the same input gives the same output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from critic.base import Critic, dimension_result
+from critic.errors import InvalidRubricError, ModelLoadError
+from critic.prompting import PromptLayout, prompt_layout
+from critic.rubrics import Dimension, Rubric
+from critic.sampling import FrameSampling
+from critic.types import CriticResult, ScoreInput
+
+
+@dataclass(frozen=True)
+class _DimensionPlan:
+    """Token ids for asking one dimension: the context before the label, and per label its tokens."""
+
+    dimension: Dimension
+    context_ids: list[int]  # question + closing tokens + the labels' common leading tokens
+    label_first: list[int]  # first distinguishing token of each label (rubric order)
+    label_rest: list[list[int]]  # the remaining tokens of each label, then "."
+
+
+def checkpoint_version(path: str) -> str:
+    """A short fingerprint of a local checkpoint (config + weight files' sizes and heads)."""
+    p = Path(path)
+    if not p.is_dir():
+        return "hub"
+    h = hashlib.sha256()
+    for f in sorted(p.iterdir()):
+        if f.suffix in (".json", ".safetensors", ".bin"):
+            h.update(f.name.encode())
+            h.update(str(f.stat().st_size).encode())
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 20))
+    return h.hexdigest()[:12]
+
+
+class VLMCritic(Critic):
+    kind = "vlm"
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        device: str | None = None,
+        dtype: torch.dtype | str | None = None,
+        default_rubric: str = "lift",
+        default_sampling: FrameSampling | None = None,
+        rationale_tokens: int = 32,
+        max_batch_size: int = 8,
+    ):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.model_path = os.fspath(model)
+        try:
+            self.processor = AutoProcessor.from_pretrained(self.model_path)
+            self.model = AutoModelForImageTextToText.from_pretrained(self.model_path, dtype=dtype or "auto")
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelLoadError(f"cannot load a VLM critic from {self.model_path!r}: {e}") from None
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device).eval()
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.name = Path(self.model_path).name if os.path.isdir(self.model_path) else self.model_path
+        self.version = checkpoint_version(self.model_path)
+        self.default_rubric = default_rubric
+        self.default_sampling = default_sampling or FrameSampling.uniform(8)
+        self.rationale_tokens = rationale_tokens
+        self.max_batch_size = max_batch_size
+        self._stop_ids = self._stop_token_ids()
+        self._layouts: dict[int, PromptLayout] = {}
+        self._plans: dict[tuple[int, str], list[_DimensionPlan]] = {}
+
+    # ---- prompt pieces -------------------------------------------------------------
+
+    def _stop_token_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        eou = self.tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+        if isinstance(eou, int) and eou != self.tokenizer.unk_token_id:
+            ids.add(eou)
+        return {i for i in ids if i is not None}
+
+    def _layout(self, num_images: int) -> PromptLayout:
+        if num_images not in self._layouts:
+            self._layouts[num_images] = prompt_layout(self.processor, num_images)
+        return self._layouts[num_images]
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _plan(self, rubric: Rubric, num_images: int) -> list[_DimensionPlan]:
+        """Tokenise each question and label once per (rubric, frame count)."""
+        key = (num_images, rubric.model_dump_json())
+        if key in self._plans:
+            return self._plans[key]
+        layout = self._layout(num_images)
+        plans = []
+        for dim in rubric.dimensions:
+            suffix = layout.suffix_for(dim.question)
+            base = self._encode(suffix)
+            answers = []
+            for lab in rubric.labels:
+                ids = self._encode(suffix + layout.answer_lead + lab.name + ".")
+                if ids[: len(base)] != base:
+                    raise InvalidRubricError(f"label {lab.name!r} does not tokenise cleanly after the question")
+                answers.append(ids[len(base) :])
+            common = 0
+            while all(len(a) > common + 1 for a in answers) and len({a[common] for a in answers}) == 1:
+                common += 1
+            first = [a[common] for a in answers]
+            if len(set(first)) != len(first):
+                raise InvalidRubricError(
+                    f"labels {[lab.name for lab in rubric.labels]} of rubric {rubric.name!r} share a first token "
+                    f"for this tokenizer; rename them so each starts differently"
+                )
+            plans.append(
+                _DimensionPlan(dim, base + answers[0][:common], first, [a[common + 1 :] for a in answers])
+            )
+        self._plans[key] = plans
+        return plans
+
+    # ---- scoring -------------------------------------------------------------------
+
+    def _score(self, inputs: list[ScoreInput]) -> list[CriticResult]:
+        results: list[CriticResult | None] = [None] * len(inputs)
+        groups: dict[tuple, list[int]] = {}
+        for i, item in enumerate(inputs):
+            groups.setdefault((item.rubric.model_dump_json(), len(item.frames)), []).append(i)
+        for idx in groups.values():
+            for start in range(0, len(idx), self.max_batch_size):
+                chunk = idx[start : start + self.max_batch_size]
+                for i, res in zip(chunk, self._score_group([inputs[i] for i in chunk])):
+                    results[i] = res
+        return results  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def _score_group(self, items: list[ScoreInput]) -> list[CriticResult]:
+        """Score items that share a rubric and a frame count, in one batch."""
+        rubric, n = items[0].rubric, len(items[0].frames)
+        layout, plans = self._layout(n), self._plan(rubric, n)
+        t0 = time.perf_counter()
+        enc = self.processor(
+            text=[layout.prefix_for(it.prompt) for it in items],
+            images=[[Image.fromarray(f) for f in it.frames] for it in items],
+            return_tensors="pt",
+            padding=True,
+        ).to(self.device)
+        t_proc = time.perf_counter()
+        mask = enc["attention_mask"]
+        out = self.model(**enc, position_ids=_positions(mask), use_cache=True)
+        t_prefix = time.perf_counter()
+        probs, rationales = self._ask_all(plans, out.past_key_values, mask)
+        per_item: list[dict] = [{} for _ in items]
+        for r, (p, why) in enumerate(zip(probs, rationales)):
+            plan = plans[r % len(plans)]
+            per_item[r // len(plans)][plan.dimension.name] = dimension_result(rubric, p, why)
+        t_end = time.perf_counter()
+        timings = {
+            "preprocess_s": (t_proc - t0) / len(items),
+            "prefix_s": (t_prefix - t_proc) / len(items),
+            "questions_s": (t_end - t_prefix) / len(items),
+            "model_s": (t_end - t0) / len(items),
+            "batch_size": float(len(items)),
+        }
+        return [self.make_result(it, dims, timings) for it, dims in zip(items, per_item)]
+
+    def _step(self, ids: torch.Tensor, new_mask: torch.Tensor, mask: torch.Tensor, cache):
+        """Run ``ids`` on top of ``cache``; returns (last logits, extended mask)."""
+        full = torch.cat([mask, new_mask], dim=1)
+        pos = _positions(full)[:, -ids.shape[1] :]
+        out = self.model(input_ids=ids, attention_mask=full, position_ids=pos, past_key_values=cache, use_cache=True)
+        return out.logits[:, -1, :].float(), full
+
+    def _ask_all(self, plans: list[_DimensionPlan], cache, mask: torch.Tensor):
+        """Ask every dimension of every video at once: row ``b * D + d`` is video b, dimension d.
+
+        The prefix cache is repeated D times along the batch, so the questions (and their
+        rationales) decode in parallel on top of one encoding of each video.
+        """
+        d_count = len(plans)
+        cache.batch_repeat_interleave(d_count)
+        mask = mask.repeat_interleave(d_count, dim=0)
+        rows = [plans[r % d_count] for r in range(mask.shape[0])]
+        ids, new_mask = self._pad_left([p.context_ids for p in rows])
+        logits, mask = self._step(ids, new_mask, mask, cache)
+        label_logits = [logits[r, p.label_first] for r, p in enumerate(rows)]
+        probs = [torch.softmax(x, dim=-1).cpu().numpy().astype(np.float64) for x in label_logits]
+        if self.rationale_tokens <= 0:
+            return probs, [None] * len(rows)
+        # the chosen label's remaining tokens and ".", then greedy decoding of the rationale
+        chosen = [int(np.argmax(p)) for p in probs]
+        ids, new_mask = self._pad_left([[p.label_first[c]] + p.label_rest[c] for p, c in zip(rows, chosen)])
+        logits, mask = self._step(ids, new_mask, mask, cache)
+        generated: list[list[int]] = [[] for _ in rows]
+        done = np.zeros(len(rows), dtype=bool)
+        for _ in range(self.rationale_tokens):
+            nxt = logits.argmax(dim=-1).tolist()
+            for k, t in enumerate(nxt):
+                if not done[k]:
+                    if t in self._stop_ids:
+                        done[k] = True
+                    else:
+                        generated[k].append(t)
+            if done.all():
+                break
+            step = torch.tensor(nxt, device=self.device)[:, None]
+            logits, mask = self._step(step, torch.ones_like(step), mask, cache)
+        return probs, [self.tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
+
+    def _pad_left(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of different lengths, left-padded with masked pad tokens (positions skip them)."""
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        return ids, mask
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip padding, so a row's positions do not depend on its batch."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
