@@ -1,0 +1,138 @@
+"""``lift-critic``: score or compare videos from the command line; prints JSON.
+
+Bad input ends with a non-zero exit and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from critic.errors import CriticError
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompt", required=True, help="the text the video was generated from")
+    p.add_argument("--model", default=None, help="VLM checkpoint folder or hub id (default: the model-free critic)")
+    p.add_argument("--rubric", default=None, help="registered rubric name or a YAML file (default: the critic's)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--frames", type=int, help="uniform sampling: this many frames (LiFT uses 8)")
+    g.add_argument("--fps", type=float, help="sample at this many frames per second")
+    g.add_argument("--segments", type=int, help="segmental sparse sampling: one frame in each of K segments")
+    g.add_argument("--all-frames", action="store_true", help="use every decoded frame")
+    p.add_argument("--seed", type=int, default=0, help="seed for segmental sampling")
+    p.add_argument("--rationale-tokens", type=int, default=32, help="rationale length bound; 0 switches it off")
+    p.add_argument("--device", default=None)
+
+
+def _sampling(args, critic):
+    from critic.sampling import FrameSampling
+
+    if args.frames is not None:
+        return FrameSampling.uniform(args.frames)
+    if args.fps is not None:
+        return FrameSampling.at_fps(args.fps)
+    if args.segments is not None:
+        return FrameSampling.segmental(args.segments, seed=args.seed)
+    if args.all_frames:
+        return FrameSampling.every_frame()
+    return critic.default_sampling
+
+
+def _critic(args):
+    from transformers.utils import logging as hf_logging
+
+    from critic.loading import load_critic
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    kwargs = {} if args.model is None else {"rationale_tokens": args.rationale_tokens, "device": args.device}
+    return load_critic(args.model, **kwargs)
+
+
+def _inputs(args, critic, videos):
+    from critic.base import prepare_input
+
+    sampling = _sampling(args, critic)
+    rubric = args.rubric or critic.default_rubric
+    return [prepare_input(Path(v), args.prompt, rubric, sampling) for v in videos]
+
+
+def cmd_score(args) -> dict:
+    critic = _critic(args)
+    return critic.score(_inputs(args, critic, [args.video]))[0].to_dict()
+
+
+def cmd_compare(args) -> dict:
+    critic = _critic(args)
+    a, b = _inputs(args, critic, [args.video_a, args.video_b])
+    return critic.compare(a, b).to_dict()
+
+
+def cmd_sample(args) -> dict:
+    from critic.samples import make_clip
+    from critic.video import encode_video
+
+    data = encode_video(make_clip(args.num_frames, args.size, defect=args.defect, seed=args.seed), fps=args.fps)
+    Path(args.out).write_bytes(data)
+    return {"path": args.out, "bytes": len(data), "frames": args.num_frames, "defect": args.defect}
+
+
+def cmd_build_tiny(args) -> dict:
+    from critic.tiny import BUILDERS
+
+    kwargs = {"preset": args.preset} if args.arch == "idefics3" else {}
+    return {"path": str(BUILDERS[args.arch](args.out, **kwargs)), "arch": args.arch}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lift-critic", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("score", help="score one video against its prompt")
+    p.add_argument("video")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("compare", help="P(A better than B) per dimension and overall, with ties")
+    p.add_argument("video_a")
+    p.add_argument("video_b")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sample", help="write a procedural sample mp4 (optionally with a defect)")
+    p.add_argument("out")
+    p.add_argument("--defect", default=None, choices=["flicker", "freeze", "jump", "blur", "noise"])
+    p.add_argument("--num-frames", type=int, default=17)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("build-tiny", help="build a tiny random VLM checkpoint offline")
+    p.add_argument("out")
+    p.add_argument("--arch", default="idefics3", choices=["idefics3", "qwen2_5_vl"])
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small"])
+    p.set_defaults(func=cmd_build_tiny)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except CriticError as e:
+        print(f"lift-critic: error: {e.code}: {e.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
