@@ -63,13 +63,17 @@ class Critic(ABC):
                 f"rubric {rubric.name!r} is for the {rubric.critic} critic; this is the {self.kind} critic ({self.name})"
             )
 
+    def validate(self, item: ScoreInput) -> None:
+        """Raise the typed error this item would cause, before it joins a batch."""
+        self.check_rubric(item.rubric)
+
     def score(self, inputs: Sequence[ScoreInput]) -> list[CriticResult]:
         """Score a batch; returns exactly ``len(inputs)`` results, in order."""
         inputs = list(inputs)
         if not inputs:
             return []
         for item in inputs:
-            self.check_rubric(item.rubric)
+            self.validate(item)
         results = self._score(inputs)
         if len(results) != len(inputs):
             raise RuntimeError(f"{type(self).__name__} returned {len(results)} results for {len(inputs)} inputs")

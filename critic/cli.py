@@ -122,15 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    args = (parser or build_parser()).parse_args(argv)
     try:
         result = args.func(args)
     except CriticError as e:
         print(f"lift-critic: error: {e.code}: {e.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    if result is not None:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
     return 0
 
 

@@ -137,6 +137,12 @@ class ModelFreeCritic(Critic):
         if unknown:
             raise InvalidRubricError(f"model-free rubric {rubric.name!r} names unknown metrics {unknown}; known: {sorted(METRICS)}")
 
+    def validate(self, item: ScoreInput) -> None:
+        super().validate(item)
+        temporal = {"temporal_flickering", "motion_magnitude", "motion_smoothness"}
+        if len(item.frames) < 2 and any(d.name in temporal for d in item.rubric.dimensions):
+            raise InvalidParameterError(f"temporal metrics need at least 2 sampled frames, got {len(item.frames)}")
+
     def _score(self, inputs: list[ScoreInput]) -> list[CriticResult]:
         results = []
         for item in inputs:

@@ -148,6 +148,10 @@ class VLMCritic(Critic):
 
     # ---- scoring -------------------------------------------------------------------
 
+    def validate(self, item: ScoreInput) -> None:
+        super().validate(item)
+        self._plan(item.rubric, len(item.frames))  # labels must tokenise apart
+
     def _score(self, inputs: list[ScoreInput]) -> list[CriticResult]:
         results: list[CriticResult | None] = [None] * len(inputs)
         groups: dict[tuple, list[int]] = {}
