@@ -1,0 +1,50 @@
+"""``lift-critic``: the critic's commands plus ``serve`` (this module adds it; critic/ stays serving-free)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from critic import cli as critic_cli
+
+
+def cmd_serve(args) -> None:
+    from serving import launch
+
+    overrides = {k: v for k, v in {"model": args.model, "host": args.host, "http_port": args.port,
+                                   "grpc_port": args.grpc_port}.items() if v is not None}
+    cfg = launch.load_config(args.config, **overrides)
+    launch.start(cfg)
+    http = cfg["http_options"]
+    print(f"lift-critic serving on http://{http['host']}:{http['port']} and gRPC :{cfg['grpc_options']['port']}"
+          f" (Ctrl-C to stop)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    launch.shutdown()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from serving.launch import DEFAULT_CONFIG
+
+    ap = critic_cli.build_parser()
+    sub = next(a for a in ap._subparsers._group_actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.add_parser("serve", help="start the Ray Serve app (HTTP + gRPC) from the Serve YAML")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve YAML (default: the repo's)")
+    p.add_argument("--model", default=None, help="override the critic model (folder, hub id or 'model-free')")
+    p.add_argument("--host", default=None, help="HTTP host (default from the YAML: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="HTTP port")
+    p.add_argument("--grpc-port", type=int, default=None, help="gRPC port")
+    p.set_defaults(func=cmd_serve)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    return critic_cli.main(argv, parser=build_parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

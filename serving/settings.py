@@ -1,0 +1,58 @@
+"""Typed settings of the service: one source of truth, filled from the Serve YAML's ``args``."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class CriticSettings(BaseModel):
+    """What the critic deployment loads and how it batches (hot settings: ``user_config``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, description="VLM checkpoint folder or hub id; none: the model-free critic.")
+    device: str | None = Field(None, description="torch device; default cuda when available, else cpu.")
+    dtype: str | None = Field(None, description="torch dtype name, e.g. 'bfloat16'; default: the checkpoint's.")
+    rationale_tokens: int = Field(32, ge=0, le=512, description="Bound on rationale length; 0 switches it off.")
+    load_delay_s: float = Field(0.0, ge=0, le=600, description="Sleep before loading (to exercise readiness).")
+
+
+class BatchSettings(BaseModel):
+    """Dynamic batching of the critic deployment; hot-reloadable through ``user_config``."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_batch_size: int = Field(8, ge=1, le=256, description="Largest batch sent to the model.")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, le=10, description="Longest wait to fill a batch.")
+
+
+class IngressSettings(BaseModel):
+    """Validation, limits and protection applied by the ingress."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_keys: list[str] = Field(default_factory=list, description="Bearer tokens; empty: no auth. "
+                                "LIFT_CRITIC_API_KEYS (comma-separated) adds more. Never logged.")
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    max_video_bytes: int = Field(48 * 1024 * 1024, ge=1024, description="Larger videos get 413.")
+    max_duration_s: float = Field(60.0, gt=0)
+    max_frames: int = Field(1800, ge=1)
+    max_pixels: int = Field(1920 * 1080, ge=1)
+    allowed_dirs: list[str] = Field(default_factory=list, description="Directories 'video_path' may point into.")
+    request_timeout_s: float = Field(120.0, gt=0, le=3600, description="Per-request deadline (504 past it).")
+    retry_after_s: float = Field(1.0, gt=0, le=600, description="Retry-After sent with 503.")
+    idempotency_cache_size: int = Field(10000, ge=0, description="Results remembered by request id.")
+
+    @model_validator(mode="after")
+    def _env_keys(self):
+        extra = [k.strip() for k in os.environ.get("LIFT_CRITIC_API_KEYS", "").split(",") if k.strip()]
+        self.api_keys = sorted(set(self.api_keys) | set(extra))
+        return self
+
+
+class AppSettings(BaseModel):
+    """The application's ``args`` in the Serve YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+    critic: CriticSettings = Field(default_factory=CriticSettings)
+    batching: BatchSettings = Field(default_factory=BatchSettings)
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
