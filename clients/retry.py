@@ -1,0 +1,30 @@
+"""What is safe to retry, and how long to wait: shared by the HTTP and gRPC clients."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    backoff_s: float = 0.25  # first wait; doubles each attempt
+    max_backoff_s: float = 8.0
+    jitter: float = 0.25  # +/- fraction of the wait
+    retry_status: frozenset = field(default=RETRYABLE_STATUS)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (attempts count from 1); honours Retry-After."""
+        wait = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+        wait *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(wait, retry_after or 0.0)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
