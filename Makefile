@@ -26,13 +26,14 @@ $(TINY)/config.json: $(VENV)/.installed critic/tiny.py
 	$(BIN)/lift-critic build-tiny $(TINY) > /dev/null
 
 demo: install models
-	$(BIN)/python -m critic.demo --model $(TINY)
+	$(BIN)/python -m serving.demo
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install models
 	$(BIN)/python bench/bench_prefix_reuse.py
+	$(BIN)/python bench/bench_service.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -11,7 +11,6 @@ validates, decodes off the event loop and maps every failure to one typed error.
 import asyncio
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -53,67 +52,47 @@ APP_NAME = "lift-critic"
     health_check_period_s=5,
 )
 class CriticDeployment:
-    """Owns the model (and the accelerator); loads in the background so liveness is immediate."""
+    """Owns the model (and the accelerator). Loads in the constructor, so Serve routes
+    requests (and counts an autoscaled replica as up) only once the weights are in."""
 
     def __init__(self, settings: dict):
-        self.settings = CriticSettings(**settings)
-        self.critic = None
-        self.load_error: str | None = None
+        s = self.settings = CriticSettings(**settings)
+        time.sleep(s.load_delay_s)
+        if s.torch_threads:
+            import torch
+
+            torch.set_num_threads(s.torch_threads)
+        from critic.loading import load_critic
+
+        kwargs = {} if s.model is None else {"device": s.device, "dtype": s.dtype, "rationale_tokens": s.rationale_tokens}
+        self.critic = load_critic(s.model, **kwargs)  # a failure fails the replica, loudly, in Serve's status
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")
-        threading.Thread(target=self._load, daemon=True).start()
-
-    def _load(self):
-        s = self.settings
-        try:
-            time.sleep(s.load_delay_s)
-            from critic.loading import load_critic
-
-            kwargs = {} if s.model is None else {"device": s.device, "dtype": s.dtype, "rationale_tokens": s.rationale_tokens}
-            self.critic = load_critic(s.model, **kwargs)
-            log.info("critic loaded: %s (%s)", self.critic.name, self.critic.version)
-        except Exception as e:  # reported by ready() and check_health(), never swallowed
-            self.load_error = f"{type(e).__name__}: {e}"
-            log.error("critic failed to load: %s", self.load_error)
+        log.info("critic loaded: %s (%s)", self.critic.name, self.critic.version)
 
     def reconfigure(self, user_config: dict):
         b = BatchSettings(**(user_config or {}))
         self._batched.set_max_batch_size(b.max_batch_size)
         self._batched.set_batch_wait_timeout_s(b.batch_wait_timeout_s)
 
-    def check_health(self):
-        if self.load_error:
-            raise RuntimeError(self.load_error)
-
     async def ready(self) -> dict:
-        return {"ready": self.critic is not None, "load_error": self.load_error}
+        return {"ready": True}
 
     async def info(self) -> dict:
-        try:
-            c = self._require()
-        except ServiceError as e:
-            return {"error": {"code": e.code, "message": e.message}}
+        c = self.critic
         return ModelInfo(
             name=c.name, version=c.version, kind=c.kind, default_rubric=c.default_rubric,
             default_sampling=c.default_sampling.describe(),
             rubrics=sorted(n for n, r in RUBRICS.items() if r.critic == c.kind),
         ).model_dump()
 
-    def _require(self):
-        if self.critic is None:
-            raise ServiceError("not_ready", self.load_error or "the critic is still loading", retry_after=1.0)
-        return self.critic
-
     async def score(self, item, adapter: str | None = None):
         """One video; joins a batch. Returns the result, or {"error": ...} for a typed failure."""
+        if adapter:
+            return {"error": {"code": "unknown_adapter", "message": f"adapter {adapter!r} is not served by this critic"}}
         try:
-            critic = self._require()
-            if adapter:
-                raise ServiceError("unknown_adapter", f"adapter {adapter!r} is not served by this critic")
-            critic.validate(item)
+            self.critic.validate(item)
         except CriticError as e:
             return {"error": e.to_dict()}
-        except ServiceError as e:
-            return {"error": {"code": e.code, "message": e.message}}
         return await self._batched(item)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
@@ -234,15 +213,12 @@ class Ingress:
 
     @http.get("/readyz")
     async def readyz(self):
-        """Ready only once the critic's weights are loaded."""
+        """Ready only once a critic replica has its weights loaded (and answers)."""
         try:
-            state = await asyncio.wait_for(self.engine.ready(), 5.0)
-        except (ServiceError, asyncio.TimeoutError) as e:
-            state = {"ready": False, "load_error": getattr(e, "message", "the critic did not answer")}
-        if state["ready"]:
+            await asyncio.wait_for(self.engine.ready(), 2.0)
             return {"status": "ready"}
-        why = state.get("load_error") or "the critic is still loading"
-        return error_response(ServiceError("not_ready", why, retry_after=1))
+        except (ServiceError, asyncio.TimeoutError):
+            return error_response(ServiceError("not_ready", "no critic replica with loaded weights yet", retry_after=1))
 
     @http.get("/metrics")
     async def metrics_endpoint(self, request: Request):

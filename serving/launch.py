@@ -50,8 +50,9 @@ def load_config(path: str | os.PathLike = DEFAULT_CONFIG, **overrides) -> dict:
     return cfg
 
 
-def start(config: dict, wait_s: float = 120.0) -> None:
-    """Deploy ``config`` (a Serve YAML dict) and wait until the application is RUNNING."""
+def start(config: dict, wait_s: float | None = 180.0) -> None:
+    """Deploy ``config`` (a Serve YAML dict); wait until the application is RUNNING
+    (``wait_s=None``: return at once, while replicas are still starting)."""
     import ray
     from ray.serve._private import api as serve_api
     from ray.serve.config import gRPCOptions
@@ -67,7 +68,8 @@ def start(config: dict, wait_s: float = 120.0) -> None:
         grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
     )
     client.deploy_apps(schema, _blocking=False)
-    wait_running(wait_s)
+    if wait_s is not None:
+        wait_running(wait_s)
 
 
 def wait_running(wait_s: float = 120.0, app: str = APP_NAME) -> None:
