@@ -1,0 +1,48 @@
+"""One source of configuration truth: the Serve YAML, its schema, and the KubeRay manifest."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serving.launch import DEFAULT_CONFIG, load_config
+from serving.settings import AppSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_serve_yaml_validates_against_ray_and_our_schema():
+    from ray.serve.schema import ServeDeploySchema
+
+    cfg = load_config(DEFAULT_CONFIG)
+    ServeDeploySchema.model_validate(cfg)
+    (app,) = cfg["applications"]
+    AppSettings(**app["args"])  # extra keys are errors
+    assert cfg["http_options"]["host"] == "127.0.0.1"  # loopback by default
+
+
+def test_unknown_setting_is_an_error():
+    with pytest.raises(ValueError, match="extra"):
+        AppSettings(critic={"modle": "typo"})
+
+
+def test_rayservice_embeds_the_serve_yaml():
+    assert subprocess.run([sys.executable, "k8s/render.py", "--check"], cwd=ROOT).returncode == 0
+    manifest = yaml.safe_load((ROOT / "k8s" / "rayservice.yaml").read_text())
+    embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    repo = load_config(DEFAULT_CONFIG)
+    (e_app,), (r_app,) = embedded["applications"], repo["applications"]
+    assert e_app["import_path"] == r_app["import_path"] and e_app["name"] == r_app["name"]
+    assert embedded["grpc_options"]["grpc_servicer_functions"] == repo["grpc_options"]["grpc_servicer_functions"]
+    critic = {d["name"]: d for d in e_app["deployments"]}["Critic"]
+    assert critic["ray_actor_options"]["num_gpus"] == 1  # GPU replicas on the cluster
+    assert critic["user_config"] == {d["name"]: d for d in r_app["deployments"]}["Critic"]["user_config"]
+    AppSettings(**e_app["args"])
+
+
+def test_clients_import_without_torch():
+    code = "import sys, clients, clients.grpc; assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
