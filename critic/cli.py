@@ -90,6 +90,37 @@ def cmd_build_tiny(args) -> dict:
     return {"path": str(BUILDERS[args.arch](args.out, **kwargs)), "arch": args.arch}
 
 
+def cmd_synth(args) -> dict:
+    from critic.data.synthetic import generate
+
+    path = generate(args.out, args.n, seed=args.seed, num_frames=args.num_frames, size=args.size, name=args.name)
+    return {"ratings": str(path), "videos": args.n, "seed": args.seed}
+
+
+def cmd_train(args) -> dict:
+    from critic.train.sft_config import SFTConfig
+    from critic.train.sft_trainer import SFTTrainer
+
+    config = SFTConfig.from_yaml(args.config, output_dir=args.output_dir, epochs=args.epochs, max_steps=args.max_steps)
+    trainer = SFTTrainer(config)
+    summary = trainer.train()
+    return {**summary, "output": str(trainer.out / "final"), "method": config.method}
+
+
+def cmd_eval(args) -> dict:
+    from critic.train.evaluate import evaluate
+    from critic.train.metrics import format_confusion
+
+    critic = _critic(args)
+    report = evaluate(critic, args.data, rubric=args.rubric or "lift", frames=args.frames, baseline=args.baseline)
+    for name, m in report["dimensions"].items():
+        print(f"{name}: accuracy {m['accuracy']:.3f} (majority {m['majority_baseline']['label']} "
+              f"{m['majority_baseline']['accuracy']:.3f}), macro-F1 {m['macro_f1']:.3f}, Spearman {m['spearman']:.3f}, "
+              f"ECE {m['ece']:.3f}, pairwise {m['pairwise_accuracy']:.3f}\n{format_confusion(m['confusion'])}",
+              file=sys.stderr)
+    return report
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lift-critic", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -117,8 +148,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build-tiny", help="build a tiny random VLM checkpoint offline")
     p.add_argument("out")
     p.add_argument("--arch", default="idefics3", choices=["idefics3", "qwen2_5_vl"])
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small"])
+    p.add_argument("--preset", default="tiny", choices=["tiny", "critic", "small"])
     p.set_defaults(func=cmd_build_tiny)
+    p = sub.add_parser("synth", help="write a synthetic rated-video set (mp4 + ratings JSONL)")
+    p.add_argument("out")
+    p.add_argument("--n", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--name", default="ratings.jsonl")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="fine-tune a VLM critic on ratings with rationales (LoRA or full)")
+    p.add_argument("--config", required=True, help="SFT YAML (critic/train/sft_config.py)")
+    p.add_argument("--output-dir", default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy, macro-F1, Spearman, ECE, pairwise accuracy, confusion on ratings")
+    p.add_argument("--data", required=True, help="ratings JSONL to evaluate on")
+    p.add_argument("--baseline", default=None, help="ratings JSONL whose majority labels are the baseline")
+    p.add_argument("--model", default=None)
+    p.add_argument("--rubric", default=None)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--rationale-tokens", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_eval)
     return ap
 
 

@@ -16,10 +16,12 @@ import torch
 
 from critic.rubrics import RUBRICS
 
-# Sizes: "tiny" for tests (~0.3M parameters), "small" for benchmarks (a vision tower
+# Sizes: "tiny" for tests (~0.3M parameters), "critic" for the trained embedded critic,
+# "small" for benchmarks (a vision tower
 # and a prefix that cost something relative to one decoding step, as in real models).
 PRESETS = {
     "tiny": dict(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, hidden=64, layers=2, heads=4),
+    "critic": dict(image_size=64, patch_size=8, vision_hidden=64, vision_layers=2, hidden=128, layers=2, heads=4),
     "small": dict(image_size=224, patch_size=14, vision_hidden=192, vision_layers=4, hidden=256, layers=4, heads=8),
 }
 

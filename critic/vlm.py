@@ -74,20 +74,34 @@ class VLMCritic(Critic):
     ):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.model_path = os.fspath(model)
+        path = os.fspath(model)
         try:
-            self.processor = AutoProcessor.from_pretrained(self.model_path)
-            self.model = AutoModelForImageTextToText.from_pretrained(self.model_path, dtype=dtype or "auto")
+            processor = AutoProcessor.from_pretrained(path)
+            loaded = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype or "auto")
         except (OSError, ValueError, KeyError) as e:
-            raise ModelLoadError(f"cannot load a VLM critic from {self.model_path!r}: {e}") from None
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device).eval()
-        self.tokenizer = self.processor.tokenizer
+            raise ModelLoadError(f"cannot load a VLM critic from {path!r}: {e}") from None
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._setup(loaded.to(device), processor, Path(path).name if os.path.isdir(path) else path,
+                    checkpoint_version(path), default_rubric, default_sampling, rationale_tokens, max_batch_size)
+
+    @classmethod
+    def from_components(cls, model, processor, name: str, version: str, **kwargs) -> "VLMCritic":
+        """Wrap a model already in memory (e.g. while training) without saving and reloading it."""
+        self = cls.__new__(cls)
+        self._setup(model, processor, name, version, kwargs.get("default_rubric", "lift"),
+                    kwargs.get("default_sampling"), kwargs.get("rationale_tokens", 32), kwargs.get("max_batch_size", 8))
+        return self
+
+    def _setup(self, model, processor, name, version, default_rubric, default_sampling, rationale_tokens,
+               max_batch_size):
+        self.model, self.processor = model.eval(), processor
+        self.model_path = getattr(model, "name_or_path", name)
+        self.device = next(model.parameters()).device
+        self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.name = Path(self.model_path).name if os.path.isdir(self.model_path) else self.model_path
-        self.version = checkpoint_version(self.model_path)
+        self.name, self.version = name, version
         self.default_rubric = default_rubric
         self.default_sampling = default_sampling or FrameSampling.uniform(8)
         self.rationale_tokens = rationale_tokens

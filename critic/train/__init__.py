@@ -1,0 +1,1 @@
+"""Critic training (supervised fine-tuning on ratings with rationales) and evaluation."""

@@ -1,0 +1,46 @@
+"""Evaluate a critic on rated videos: per-dimension accuracy, macro-F1, majority baseline,
+Spearman of soft scores with label values, expected calibration error, pairwise accuracy,
+and a confusion table. ``lift-critic eval --model PATH --data ratings.jsonl``."""
+
+from __future__ import annotations
+
+from critic.base import Critic, prepare_input
+from critic.data.ratings import RatedVideo, read_ratings, video_path
+from critic.rubrics import get_rubric
+from critic.sampling import FrameSampling
+from critic.train import metrics
+
+
+def evaluate_rows(critic: Critic, rows: list[RatedVideo], jsonl: str, rubric: str = "lift", frames: int = 8,
+                  baseline_rows: list[RatedVideo] | None = None, batch_size: int = 16) -> dict:
+    rub = get_rubric(rubric)
+    labels = [lab.name for lab in rub.labels]
+    value = {lab.name: lab.value for lab in rub.labels}
+    sampling = FrameSampling.uniform(frames)
+    results = []
+    for start in range(0, len(rows), batch_size):
+        items = [prepare_input(video_path(r.video, jsonl), r.prompt, rub, sampling) for r in rows[start : start + batch_size]]
+        results.extend(critic.score(items))
+    report = {"n": len(rows), "rubric": rub.name, "dimensions": {}}
+    for d in rub.dimensions:
+        true = [r.ratings[d.name].label for r in rows]
+        pred = [res.dimensions[d.name].label for res in results]
+        soft = [res.dimensions[d.name].score for res in results]
+        conf = [max(res.dimensions[d.name].probabilities.values()) for res in results]
+        base_label, base_acc = metrics.majority_baseline(
+            [r.ratings[d.name].label for r in (baseline_rows or rows)], true)
+        report["dimensions"][d.name] = {
+            "accuracy": metrics.accuracy(true, pred),
+            "majority_baseline": {"label": base_label, "accuracy": base_acc},
+            "macro_f1": metrics.macro_f1(true, pred, labels),
+            "spearman": metrics.spearman(soft, [value[t] for t in true]),
+            "ece": metrics.expected_calibration_error(conf, [t == p for t, p in zip(true, pred)]),
+            "pairwise_accuracy": metrics.pairwise_accuracy([value[t] for t in true], soft),
+            "confusion": metrics.confusion(true, pred, labels),
+        }
+    return report
+
+
+def evaluate(critic: Critic, data: str, rubric: str = "lift", frames: int = 8, baseline: str | None = None) -> dict:
+    rows = read_ratings(data)
+    return evaluate_rows(critic, rows, data, rubric, frames, read_ratings(baseline) if baseline else None)

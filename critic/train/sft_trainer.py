@@ -1,0 +1,197 @@
+"""Supervised fine-tuning of a VLM critic on ratings with rationales (LiFT-Critic training).
+
+Each rated video gives one conversation per rubric dimension, laid out exactly as the
+critic asks at inference (critic/prompting.py): frames + ``"{caption} {question}"`` ->
+``"{Label}. {rationale}"``. The loss covers the answer tokens only. LoRA (peft) trains and
+saves only the adapter; ``full`` trains and saves the whole model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from critic.base import prepare_input
+from critic.data.ratings import RatedVideo, read_ratings, video_path
+from critic.prompting import format_answer, prompt_layout
+from critic.rubrics import get_rubric
+from critic.sampling import FrameSampling
+from critic.train.sft_config import SFTConfig
+
+
+@dataclass
+class Conversation:
+    frames: np.ndarray
+    prompt_text: str  # everything up to the answer
+    answer: str  # answer lead + "{Label}. {rationale}" + end of turn
+
+
+def load_base(config: SFTConfig):
+    """(model, processor) from a checkpoint, or a fresh tiny model for ``tiny:PRESET``."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = config.model
+    if path.startswith("tiny:"):
+        from critic.tiny import build_tiny_idefics3
+
+        path = str(build_tiny_idefics3(Path(config.output_dir) / "init", preset=path.split(":", 1)[1], seed=config.seed))
+    return AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path), path
+
+
+class SFTTrainer:
+    def __init__(self, config: SFTConfig):
+        self.config = config
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        self.out = Path(config.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model, self.processor, self.base_path = load_base(config)
+        self.tokenizer = self.processor.tokenizer
+        self.rubric = get_rubric(config.rubric)
+        self.layout = prompt_layout(self.processor, config.frames)
+        self.end_of_turn = self._end_of_turn()
+        if config.method == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                              target_modules=config.lora_target_modules)
+            model = get_peft_model(model, lora)
+        self.model = model.to(self.device)
+        self.train_rows = read_ratings(config.train)
+        self.val_rows = read_ratings(config.val) if config.val else []
+        self.train_convs = self._conversations(self.train_rows, config.train)
+        self.history: list[dict] = []
+
+    def _end_of_turn(self) -> str:
+        eou = "<end_of_utterance>"
+        return eou if eou in self.tokenizer.get_vocab() else (self.tokenizer.eos_token or "")
+
+    def _conversations(self, rows: list[RatedVideo], jsonl: str) -> list[Conversation]:
+        sampling = FrameSampling.uniform(self.config.frames)
+        convs = []
+        for row in rows:
+            item = prepare_input(video_path(row.video, jsonl), row.prompt, self.rubric, sampling)
+            for d in self.rubric.dimensions:
+                r = row.ratings[d.name]
+                # the answer lead (" " after "Assistant:") is tokenised with the answer, as the critic does
+                text = self.layout.prefix_for(item.prompt) + self.layout.suffix_for(d.question)
+                answer = self.layout.answer_lead + format_answer(r.label, r.rationale) + self.end_of_turn
+                convs.append(Conversation(item.frames, text, answer))
+        return convs
+
+    def collate(self, batch: list[Conversation]) -> dict[str, torch.Tensor]:
+        """Prompt through the processor (images expand there), answer tokens appended; loss on answers only."""
+        enc = self.processor(text=[c.prompt_text for c in batch],
+                             images=[[Image.fromarray(f) for f in c.frames] for c in batch],
+                             return_tensors="pt", padding=True)
+        ids, labels, weights = [], [], []
+        for k, c in enumerate(batch):
+            prompt = enc["input_ids"][k][enc["attention_mask"][k].bool()].tolist()
+            answer = self.tokenizer(c.answer, add_special_tokens=False)["input_ids"][: self.config.max_answer_tokens]
+            ids.append(prompt + answer)
+            labels.append([-100] * len(prompt) + answer)
+            w = [self.config.label_weight] * 2 + [1.0] * (len(answer) - 2)
+            weights.append([0.0] * len(prompt) + w[: len(answer)])
+        width = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id
+        out = {
+            "input_ids": torch.tensor([x + [pad] * (width - len(x)) for x in ids]),
+            "labels": torch.tensor([y + [-100] * (width - len(y)) for y in labels]),
+            "loss_weights": torch.tensor([w + [0.0] * (width - len(w)) for w in weights]),
+            "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
+        }
+        for key in ("pixel_values", "pixel_attention_mask"):
+            if key in enc:
+                out[key] = enc[key]
+        return {k: v.to(self.device) for k, v in out.items()}
+
+    def loss(self, batch: list[Conversation]) -> torch.Tensor:
+        """Token cross-entropy on the answer, the label's tokens weighted by ``label_weight``."""
+        inputs = self.collate(batch)
+        labels, weights = inputs.pop("labels"), inputs.pop("loss_weights")
+        logits = self.model(**inputs).logits[:, :-1].float()
+        target, w = labels[:, 1:], weights[:, 1:]
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none")
+        return (ce * w).sum() / w.sum()
+
+    def trainable_parameters(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def train(self) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        params = list(self.trainable_parameters().values())
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(self.train_convs) / cfg.batch_size)
+        total = min(cfg.max_steps or 10**12, steps_per_epoch * cfg.epochs)
+        warmup = int(cfg.warmup_ratio * total)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+        rng = random.Random(cfg.seed)
+        step, t0 = 0, time.perf_counter()
+        bar = tqdm(total=total, desc="critic sft", disable=None)
+        self.model.train()
+        while step < total:
+            order = list(range(len(self.train_convs)))
+            rng.shuffle(order)
+            for start in range(0, len(order), cfg.batch_size):
+                if step >= total:
+                    break
+                loss = self.loss([self.train_convs[i] for i in order[start : start + cfg.batch_size]])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                sched.step()
+                step += 1
+                self.history.append({"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0]})
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                end_of_epoch = step % steps_per_epoch == 0 or step == total
+                if self.val_rows and ((cfg.eval_every and step % cfg.eval_every == 0) or (not cfg.eval_every and end_of_epoch)):
+                    self.history[-1]["val"] = self.validate()
+                    bar.write(f"step {step}: {json.dumps(self.history[-1]['val'])}")
+                if cfg.save_every and step % cfg.save_every == 0:
+                    self.save(self.out / f"checkpoint-{step}")
+        bar.close()
+        summary = {"steps": step, "train_s": time.perf_counter() - t0, "final_loss": self.history[-1]["loss"],
+                   "first_loss": self.history[0]["loss"]}
+        self.save(self.out / "final")
+        (self.out / "history.json").write_text(json.dumps({"summary": summary, "history": self.history}, indent=1))
+        return summary
+
+    def critic(self):
+        """The model being trained, as a critic (greedy, no rationale): for validation."""
+        from critic.vlm import VLMCritic
+
+        return VLMCritic.from_components(self.model, self.processor, name="training", version="-", rationale_tokens=0)
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        from critic.train.evaluate import evaluate_rows
+
+        self.model.eval()
+        try:
+            report = evaluate_rows(self.critic(), self.val_rows, self.config.val, self.rubric.name, self.config.frames)
+        finally:
+            self.model.train()
+        return {d: round(m["accuracy"], 3) for d, m in report["dimensions"].items()}
+
+    def save(self, path: Path) -> Path:
+        """LoRA: the adapter only (adapter_config.json + weights). Full: model + processor."""
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        if self.config.method == "full":
+            self.processor.save_pretrained(path)
+        (path / "sft_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        return path
