@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from critic.errors import InvalidParameterError, InvalidRubricError
+from critic.errors import InvalidParameterError, InvalidRubricError, UnknownAdapterError
 from critic.rubrics import Rubric, get_rubric
 from critic.sampling import FrameSampling
 from critic.types import CompareResult, CriticResult, DimensionComparison, DimensionResult, ScoreInput
@@ -28,6 +28,7 @@ def prepare_input(
     rubric: str | Rubric,
     sampling: FrameSampling,
     limits: VideoLimits | None = None,
+    adapter: str | None = None,
 ) -> ScoreInput:
     """Decode (unless already decoded) and sample; every failure is a typed ``CriticError``."""
     if not isinstance(prompt, str) or not prompt.strip():
@@ -45,6 +46,7 @@ def prepare_input(
         frame_indices=idx,
         sampling=sampling.describe(),
         decode_s=time.perf_counter() - t0,
+        adapter=adapter,
     )
 
 
@@ -63,9 +65,15 @@ class Critic(ABC):
                 f"rubric {rubric.name!r} is for the {rubric.critic} critic; this is the {self.kind} critic ({self.name})"
             )
 
+    def adapters(self) -> list[str]:
+        """Names of the critic adapters this critic can score with."""
+        return []
+
     def validate(self, item: ScoreInput) -> None:
         """Raise the typed error this item would cause, before it joins a batch."""
         self.check_rubric(item.rubric)
+        if item.adapter is not None and item.adapter not in self.adapters():
+            raise UnknownAdapterError(f"adapter {item.adapter!r} is not loaded; available: {self.adapters()}")
 
     def score(self, inputs: Sequence[ScoreInput]) -> list[CriticResult]:
         """Score a batch; returns exactly ``len(inputs)`` results, in order."""
@@ -83,14 +91,12 @@ class Critic(ABC):
     def _score(self, inputs: list[ScoreInput]) -> list[CriticResult]: ...
 
     def compare(self, a: ScoreInput, b: ScoreInput) -> CompareResult:
-        if a.rubric != b.rubric:
-            raise InvalidParameterError("both videos of a comparison must use the same rubric")
+        if a.rubric != b.rubric or a.adapter != b.adapter:
+            raise InvalidParameterError("both videos of a comparison must use the same rubric and adapter")
         ra, rb = self.score([a, b])
         return compare_results(ra, rb, a.rubric)
 
-    def make_result(
-        self, item: ScoreInput, dims: dict[str, DimensionResult], timings: dict[str, float], adapter: str | None = None
-    ) -> CriticResult:
+    def make_result(self, item: ScoreInput, dims: dict[str, DimensionResult], timings: dict[str, float]) -> CriticResult:
         rubric = item.rubric
         values = {lab.name: lab.value for lab in rubric.labels}
         hard = {name: values[d.label] for name, d in dims.items()}
@@ -104,7 +110,7 @@ class Critic(ABC):
             model_version=self.version,
             sampling=item.sampling,
             frame_indices=list(item.frame_indices),
-            adapter=adapter,
+            adapter=item.adapter,
             timings={"decode_s": item.decode_s, **timings},
         )
 

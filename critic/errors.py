@@ -59,6 +59,12 @@ class InvalidRubricError(CriticError):
     code = "invalid_rubric"
 
 
+class UnknownAdapterError(CriticError):
+    """The request names a critic adapter this critic does not have."""
+
+    code = "unknown_adapter"
+
+
 class ModelLoadError(CriticError):
     """A checkpoint could not be loaded from the given folder or hub id."""
 

@@ -19,6 +19,7 @@ class ScoreInput:
     frame_indices: list[int]
     sampling: dict
     decode_s: float = 0.0  # time spent decoding + sampling, reported in timings
+    adapter: str | None = None  # critic adapter to score with (None: the base critic)
 
 
 @dataclass

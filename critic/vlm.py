@@ -109,6 +109,34 @@ class VLMCritic(Critic):
         self._stop_ids = self._stop_token_ids()
         self._layouts: dict[int, PromptLayout] = {}
         self._plans: dict[tuple[int, str], list[_DimensionPlan]] = {}
+        self._adapters: dict[str, str] = {}
+        self._active: str | None = None
+
+    # ---- adapters (LoRA critics trained by critic/train) -------------------------------
+
+    def adapters(self) -> list[str]:
+        return sorted(self._adapters)
+
+    def load_adapter(self, name: str, path: str | os.PathLike) -> None:
+        """Load a peft adapter beside the others; requests pick it by ``ScoreInput.adapter``."""
+        if name in self._adapters:
+            return
+        try:
+            self.model.load_adapter(os.fspath(path), adapter_name=name)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelLoadError(f"cannot load adapter {name!r} from {os.fspath(path)!r}: {e}") from None
+        self._adapters[name] = os.fspath(path)
+        self._activate(self._active)
+
+    def _activate(self, name: str | None) -> None:
+        if not self._adapters:
+            return
+        if name is None:
+            self.model.disable_adapters()
+        else:
+            self.model.enable_adapters()
+            self.model.set_adapter(name)
+        self._active = name
 
     # ---- prompt pieces -------------------------------------------------------------
 
@@ -170,7 +198,7 @@ class VLMCritic(Critic):
         results: list[CriticResult | None] = [None] * len(inputs)
         groups: dict[tuple, list[int]] = {}
         for i, item in enumerate(inputs):
-            groups.setdefault((item.rubric.model_dump_json(), len(item.frames)), []).append(i)
+            groups.setdefault((item.adapter or "", item.rubric.model_dump_json(), len(item.frames)), []).append(i)
         for idx in groups.values():
             for start in range(0, len(idx), self.max_batch_size):
                 chunk = idx[start : start + self.max_batch_size]
@@ -183,6 +211,7 @@ class VLMCritic(Critic):
         """Score items that share a rubric and a frame count, in one batch."""
         rubric, n = items[0].rubric, len(items[0].frames)
         layout, plans = self._layout(n), self._plan(rubric, n)
+        self._activate(items[0].adapter)
         t0 = time.perf_counter()
         enc = self.processor(
             text=[layout.prefix_for(it.prompt) for it in items],

@@ -66,7 +66,9 @@ class CriticDeployment:
 
         kwargs = {} if s.model is None else {"device": s.device, "dtype": s.dtype, "rationale_tokens": s.rationale_tokens}
         self.critic = load_critic(s.model, **kwargs)  # a failure fails the replica, loudly, in Serve's status
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")
+        if s.adapters and not hasattr(self.critic, "load_adapter"):
+            raise ValueError(f"the {self.critic.kind} critic takes no adapters")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")  # model work, one at a time
         log.info("critic loaded: %s (%s)", self.critic.name, self.critic.version)
 
     def reconfigure(self, user_config: dict):
@@ -83,12 +85,27 @@ class CriticDeployment:
             name=c.name, version=c.version, kind=c.kind, default_rubric=c.default_rubric,
             default_sampling=c.default_sampling.describe(),
             rubrics=sorted(n for n, r in RUBRICS.items() if r.critic == c.kind),
+            adapters=sorted(self.settings.adapters),
         ).model_dump()
 
-    async def score(self, item, adapter: str | None = None):
+    @serve.multiplexed(max_num_models_per_replica=8)
+    async def _load_adapter(self, name: str) -> str:
+        """Load a critic adapter into this replica; Serve routes later requests for it here.
+        Adapters are small and stay in the model once loaded (Serve's LRU only forgets the name)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self.critic.load_adapter, name, self.settings.adapters[name])
+        return name
+
+    async def score(self, item):
         """One video; joins a batch. Returns the result, or {"error": ...} for a typed failure."""
-        if adapter:
-            return {"error": {"code": "unknown_adapter", "message": f"adapter {adapter!r} is not served by this critic"}}
+        if item.adapter is not None:
+            if item.adapter not in self.settings.adapters:
+                msg = f"adapter {item.adapter!r} is not served; available: {sorted(self.settings.adapters)}"
+                return {"error": {"code": "unknown_adapter", "message": msg}}
+            try:
+                await self._load_adapter(item.adapter)
+            except CriticError as e:
+                return {"error": e.to_dict()}
         try:
             self.critic.validate(item)
         except CriticError as e:
@@ -110,9 +127,9 @@ class HandleBackend:
     def __init__(self, handle: DeploymentHandle, retry_after_s: float):
         self.handle, self.retry_after_s = handle, retry_after_s
 
-    async def _call(self, method: str, *args):
+    async def _call(self, handle, method: str, *args):
         try:
-            out = await getattr(self.handle, method).remote(*args)
+            out = await getattr(handle, method).remote(*args)
         except BackPressureError:
             raise ServiceError("overloaded", "the critic is at capacity; retry later", retry_after=self.retry_after_s) from None
         except (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError) as e:
@@ -122,14 +139,15 @@ class HandleBackend:
             raise ServiceError.from_dict(out["error"])
         return out
 
-    async def score(self, item, adapter):
-        return await self._call("score", item, adapter)
+    async def score(self, item):
+        handle = self.handle.options(multiplexed_model_id=item.adapter) if item.adapter else self.handle
+        return await self._call(handle, "score", item)
 
     async def info(self):
-        return await self._call("info")
+        return await self._call(self.handle, "info")
 
     async def ready(self):
-        return await self._call("ready")
+        return await self._call(self.handle, "ready")
 
 
 http = FastAPI(

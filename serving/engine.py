@@ -42,7 +42,7 @@ from serving.settings import IngressSettings
 
 
 class CriticBackend(Protocol):
-    async def score(self, item: ScoreInput, adapter: str | None) -> CriticResult: ...
+    async def score(self, item: ScoreInput) -> CriticResult: ...
     async def info(self) -> dict: ...
     async def ready(self) -> dict: ...
 
@@ -111,20 +111,23 @@ class Engine:
     async def ready(self) -> dict:
         return await self.backend.ready()
 
-    async def _prepare(self, prompt: str, source, rubric: str | None, sampling: Sampling | None) -> ScoreInput:
+    async def _prepare(self, prompt: str, source, rubric: str | None, sampling: Sampling | None,
+                       adapter: str | None = None) -> ScoreInput:
         info = await self.info()
         try:
             spec = FrameSampling(**(sampling.model_dump() if sampling else info["default_sampling"]))
             if rubric and (os.sep in rubric or rubric.endswith((".yaml", ".yml"))):
                 raise ServiceError("unknown_rubric", "the service takes registered rubric names, not file paths")
             rub = get_rubric(rubric or info["default_rubric"])
-            return await asyncio.to_thread(prepare_input, source, prompt, rub, spec, self.limits)
+            if adapter is not None and adapter not in info.get("adapters", []):
+                raise ServiceError("unknown_adapter", f"adapter {adapter!r} is not served; available: {info.get('adapters', [])}")
+            return await asyncio.to_thread(prepare_input, source, prompt, rub, spec, self.limits, adapter)
         except CriticError as e:
             raise ServiceError(e.code, e.message, details=e.details or None) from None
 
-    async def _score_item(self, item: ScoreInput, adapter: str | None) -> CriticResult:
+    async def _score_item(self, item: ScoreInput) -> CriticResult:
         try:
-            result = await asyncio.wait_for(self.backend.score(item, adapter), self.settings.request_timeout_s)
+            result = await asyncio.wait_for(self.backend.score(item), self.settings.request_timeout_s)
         except asyncio.TimeoutError:
             raise ServiceError("timeout", f"scoring took longer than {self.settings.request_timeout_s}s") from None
         self.metrics.observe_result(result.timings)
@@ -164,8 +167,8 @@ class Engine:
         async def work():
             t0 = time.perf_counter()
             source = self.resolve_video(req.video_b64, req.video_path, upload)
-            item = await self._prepare(req.prompt, source, req.rubric, req.sampling)
-            result = await self._score_item(item, req.adapter)
+            item = await self._prepare(req.prompt, source, req.rubric, req.sampling, req.adapter)
+            result = await self._score_item(item)
             timings = {**result.timings, "total_s": time.perf_counter() - t0}
             return ScoreResponse(request_id=rid, result=result.to_dict(), timings=timings)
 
@@ -189,8 +192,9 @@ class Engine:
             t0 = time.perf_counter()
             src_a = self.resolve_video(req.video_a_b64, req.video_a_path, upload_a, "video_a")
             src_b = self.resolve_video(req.video_b_b64, req.video_b_path, upload_b, "video_b")
-            a, b = await asyncio.gather(*(self._prepare(req.prompt, s, req.rubric, req.sampling) for s in (src_a, src_b)))
-            ra, rb = await asyncio.gather(self._score_item(a, req.adapter), self._score_item(b, req.adapter))
+            a, b = await asyncio.gather(*(self._prepare(req.prompt, s, req.rubric, req.sampling, req.adapter)
+                                          for s in (src_a, src_b)))
+            ra, rb = await asyncio.gather(self._score_item(a), self._score_item(b))
             result = compare_results(ra, rb, a.rubric)
             return CompareResponse(request_id=rid, result=result.to_dict(), timings={"total_s": time.perf_counter() - t0})
 

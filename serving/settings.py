@@ -15,6 +15,8 @@ class CriticSettings(BaseModel):
     device: str | None = Field(None, description="torch device; default cuda when available, else cpu.")
     dtype: str | None = Field(None, description="torch dtype name, e.g. 'bfloat16'; default: the checkpoint's.")
     rationale_tokens: int = Field(32, ge=0, le=512, description="Bound on rationale length; 0 switches it off.")
+    adapters: dict[str, str] = Field(default_factory=dict, description="Critic adapters (name -> peft adapter "
+                                     "folder from `lift-critic train`); requests pick one by name (multiplexed).")
     torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads on CPU "
                                       "(Ray sets OMP_NUM_THREADS from num_cpus, i.e. 1 for fractional CPUs).")
     load_delay_s: float = Field(0.0, ge=0, le=600, description="Sleep before loading (to exercise readiness).")

@@ -38,3 +38,30 @@ def clips(tmp_path_factory):
         path.write_bytes(encode_video(make_clip(17, 64, defect=name), fps=8))
         out[name or "clean"] = path
     return out
+
+
+@pytest.fixture(scope="session")
+def synth_set(tmp_path_factory):
+    """A small synthetic rated set (mp4 + ratings JSONL)."""
+    from critic.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("synth"), 12, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_vlm_path, synth_set, tmp_path_factory):
+    """A LoRA critic adapter trained for a few steps on the tiny model: (trainer, adapter folder)."""
+    from critic.train.sft_config import SFTConfig
+    from critic.train.sft_trainer import SFTTrainer
+
+    cfg = SFTConfig(model=str(tiny_vlm_path), train=str(synth_set), output_dir=str(tmp_path_factory.mktemp("sft")),
+                    method="lora", lora_r=8, lora_alpha=16, max_steps=8, batch_size=6, lr=3e-2, warmup_ratio=0.0,
+                    lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                    max_answer_tokens=16)
+    trainer = SFTTrainer(cfg)
+    trainer.before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.probe = trainer.train_convs[:6]
+    with __import__("torch").no_grad():
+        trainer.loss_before = trainer.loss(trainer.probe).item()
+    trainer.summary = trainer.train()
+    return trainer, trainer.out / "final"
