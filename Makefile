@@ -9,7 +9,7 @@ MODELS := .cache/models
 TINY := $(MODELS)/tiny-idefics3
 PYTEST_ARGS ?=
 
-.PHONY: install models demo test bench clean
+.PHONY: install models demo test bench critic clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,14 @@ test: install
 bench: install models
 	$(BIN)/python bench/bench_prefix_reuse.py
 	$(BIN)/python bench/bench_service.py
+
+# Synthetic rated set + critic SFT + held-out evaluation (minutes on CPU).
+critic: install
+	$(BIN)/lift-critic synth .cache/synth --n 1200 --seed 1 --name train.jsonl > /dev/null
+	$(BIN)/lift-critic synth .cache/synth --n 100 --seed 2 --name val.jsonl > /dev/null
+	$(BIN)/lift-critic synth .cache/synth --n 200 --seed 3 --name test.jsonl > /dev/null
+	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny.yaml
+	$(BIN)/lift-critic eval --model .cache/critic-sft/final --data .cache/synth/test.jsonl --baseline .cache/synth/train.jsonl > .cache/critic-sft/eval.json
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

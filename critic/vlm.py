@@ -33,6 +33,9 @@ from critic.sampling import FrameSampling
 from critic.types import CriticResult, ScoreInput
 
 
+CRITIC_CONFIG = "critic_config.json"  # written by critic SFT: the frame sampling the critic was trained with
+
+
 @dataclass(frozen=True)
 class _DimensionPlan:
     """Token ids for asking one dimension: the context before the label, and per label its tokens."""
@@ -81,6 +84,9 @@ class VLMCritic(Critic):
         except (OSError, ValueError, KeyError) as e:
             raise ModelLoadError(f"cannot load a VLM critic from {path!r}: {e}") from None
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        saved = Path(path) / CRITIC_CONFIG
+        if default_sampling is None and saved.is_file():  # how the checkpoint was trained to be asked
+            default_sampling = FrameSampling(**json.loads(saved.read_text())["default_sampling"])
         self._setup(loaded.to(device), processor, Path(path).name if os.path.isdir(path) else path,
                     checkpoint_version(path), default_rubric, default_sampling, rationale_tokens, max_batch_size)
 

@@ -193,5 +193,7 @@ class SFTTrainer:
         self.model.save_pretrained(path)
         if self.config.method == "full":
             self.processor.save_pretrained(path)
+        sampling = FrameSampling.uniform(self.config.frames).describe()
+        (path / "critic_config.json").write_text(json.dumps({"default_sampling": sampling, "rubric": self.rubric.name}))
         (path / "sft_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
         return path
