@@ -9,7 +9,7 @@ MODELS := .cache/models
 TINY := $(MODELS)/tiny-idefics3
 PYTEST_ARGS ?=
 
-.PHONY: install models demo test bench critic clean
+.PHONY: install models demo test bench critic align clean
 
 install: $(VENV)/.installed
 
@@ -20,10 +20,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-models: $(TINY)/config.json
+models: $(TINY)/config.json $(MODELS)/tiny-cogvideox/model_index.json
 
 $(TINY)/config.json: $(VENV)/.installed critic/tiny.py
 	$(BIN)/lift-critic build-tiny $(TINY) > /dev/null
+
+$(MODELS)/tiny-cogvideox/model_index.json: $(VENV)/.installed trainer/generator.py
+	$(BIN)/lift-train --build-tiny $(MODELS)/tiny-cogvideox > /dev/null
+
+align: install models
+	$(BIN)/lift-train --config trainer/configs/brightness_rwr.yaml
 
 demo: install models
 	$(BIN)/python -m serving.demo
