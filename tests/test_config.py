@@ -46,3 +46,24 @@ def test_clients_import_without_torch():
     code = "import sys, clients, clients.grpc; assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "trainer" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_trainer_configs_parse(path):
+    from trainer.cli import METHODS
+
+    method = yaml.safe_load(path.read_text())["method"]
+    cfg = METHODS[method][0].from_yaml(path)
+    assert Path(cfg.prompts).is_file() and cfg.pipeline.endswith("tiny-cogvideox")
+
+
+def test_unknown_trainer_setting_is_an_error(tmp_path):
+    from trainer.config import ConfigError
+    from trainer.rwr_config import RWRConfig
+
+    p = tmp_path / "c.yaml"
+    p.write_text("method: rwr\npipeline: x\nprompts: y\noutput_dir: z\nlearning_rate: 1\n")
+    with pytest.raises(ConfigError, match="unknown settings"):
+        RWRConfig.from_yaml(p)
+    with pytest.raises(ConfigError, match="8k\\+1"):
+        RWRConfig(pipeline="x", prompts="y", output_dir="z", num_frames=10)

@@ -16,6 +16,7 @@ from clients.grpc import GrpcCriticClient
 
 pytestmark = pytest.mark.timeout(900)
 PROMPT = "a red ball rolls across the grass"
+SHED_503 = 'lift_requests_total{route="/score",status="503"'
 
 
 def _free_port() -> int:
@@ -216,7 +217,7 @@ def test_kill_a_replica_under_load_loses_and_duplicates_nothing(service, clips):
     CriticClient(service.url).wait_ready(120)
     n = 60
     items = [{"prompt": f"{PROMPT} #{i}", "video_path": str(clips["clean"]), "request_id": f"load-{i}"} for i in range(n)]
-    shed_before = _metric_sum(service, 'lift_requests_total{route="/score",status="503"')
+    shed_before = _metric_sum(service, SHED_503)
 
     async def run():
         retry = RetryPolicy(max_attempts=40, backoff_s=0.2, max_backoff_s=2)
@@ -253,7 +254,8 @@ def test_kill_a_replica_under_load_loses_and_duplicates_nothing(service, clips):
     assert all(0.0 <= r["result"]["reward"] <= 1.0 for r in results)
     # requests on the killed replica either failed over inside Serve or came back as a retryable 503
     # that the client retried under the same request id; either way each id has exactly one result
-    print(f"503s during the kill: {_metric_sum(service, 'lift_requests_total{route=\"/score\",status=\"503\"') - shed_before}")
+    shed = _metric_sum(service, SHED_503) - shed_before
+    print(f"503s during the kill: {shed}")
     alive = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Critic#" in a["name"]]
     assert alive and not set(alive) & set(killed)
 

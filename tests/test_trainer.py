@@ -147,3 +147,66 @@ def test_normalizations(name):
         assert sum(w) == pytest.approx(0.0, abs=1e-9) and w[0] < w[1] < w[2]
     if name == "softmax":
         assert sum(w) == pytest.approx(3.0) and w[0] < w[1] < w[2]
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_preference_methods_train_against_the_service(tmp_path, tiny_pipeline, service, method):
+    from trainer.dpo_config import DPOConfig
+    from trainer.dpo_trainer import DPOTrainer
+    from trainer.kto_config import KTOConfig
+    from trainer.kto_trainer import KTOTrainer
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    common = dict(pipeline=str(tiny_pipeline), prompts=str(prompts), output_dir=str(tmp_path / method),
+                  service_url=service, rubric="brightness", sampling={"strategy": "all"}, steps=4, batch_size=4,
+                  inference_steps=2, lr=3e-3, checkpoint_every=2, steps_per_round=2, beta=50.0, seed=2)
+    cfg = DPOConfig(**common, label_by="compare", min_margin=0.0) if method == "dpo" else KTOConfig(**common)
+    t = (DPOTrainer if method == "dpo" else KTOTrainer)(cfg)
+    before = {n: p.detach().clone() for n, p in t.pipe.transformer.named_parameters() if "lora" in n}
+    t.connect()
+    try:
+        t.train()
+    finally:
+        t.close()
+    after = dict(t.pipe.transformer.named_parameters())
+    assert any(not torch.equal(after[n], p) for n, p in before.items())
+    rows = [json.loads(line) for line in open(t.journal)]
+    assert len(rows) == 16 and [r["round"] for r in rows[::4]] == [0, 0, 1, 1]
+    assert (t.out / "round_001" / "pytorch_lora_weights.safetensors").exists()
+    assert (t.out / "round_002" / "pytorch_lora_weights.safetensors").exists()
+    if method == "dpo":
+        # two seeds per prompt; every pair labelled through /compare
+        assert rows[0]["prompt"] == rows[1]["prompt"] and rows[0]["seed"] != rows[1]["seed"]
+        assert all(len(r["pair_margins"]) == 2 for r in rows)
+    else:
+        assert all("threshold" in r for r in rows)
+
+
+def test_edit_method_rewards_segment_frames_with_attenuation(tmp_path, tiny_pipeline, service):
+    from trainer.edit_config import EditConfig
+    from trainer.edit_trainer import EditTrainer, attenuated_weights, segment_frames
+
+    idx = segment_frames(9, 4, seed=3)
+    assert len(idx) == 4 and idx == sorted(idx) and idx == segment_frames(9, 4, seed=3)
+    w = attenuated_weights([0, 4, 8], 9, 1.0)
+    assert w[1] > w[0] == pytest.approx(w[2]) and sum(w) == pytest.approx(1.0)
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    cfg = EditConfig(pipeline=str(tiny_pipeline), prompts=str(prompts), output_dir=str(tmp_path / "edit"),
+                     service_url=service, rubric="brightness", steps=2, batch_size=2, inference_steps=2,
+                     edit_steps=10, edit_strength=0.6, lr=3e-3, checkpoint_every=2, seed=4)
+    t = EditTrainer(cfg)
+    before = {n: p.detach().clone() for n, p in t.pipe.transformer.named_parameters() if "lora" in n}
+    t.connect()
+    try:
+        t.train()
+    finally:
+        t.close()
+    assert any(not torch.equal(dict(t.pipe.transformer.named_parameters())[n], p) for n, p in before.items())
+    rows = [json.loads(line) for line in open(t.journal)]
+    assert len(rows) == 4
+    for r in rows:
+        weights = attenuated_weights(r["segment_frames"], 9, 1.0)
+        assert r["reward"] == pytest.approx(sum(a * b for a, b in zip(weights, r["frame_rewards"])))

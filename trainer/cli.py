@@ -14,11 +14,18 @@ import time
 import yaml
 
 from trainer.config import ConfigError
+from trainer.dpo_config import DPOConfig
+from trainer.dpo_trainer import DPOTrainer
+from trainer.edit_config import EditConfig
+from trainer.edit_trainer import EditTrainer
+from trainer.kto_config import KTOConfig
+from trainer.kto_trainer import KTOTrainer
 from trainer.rwr_config import RWRConfig
 from trainer.rwr_trainer import RWRTrainer
 
 # method name -> (config class, trainer class). Adding a method is one entry.
-METHODS = {"rwr": (RWRConfig, RWRTrainer)}
+METHODS = {"rwr": (RWRConfig, RWRTrainer), "dpo": (DPOConfig, DPOTrainer), "kto": (KTOConfig, KTOTrainer),
+           "edit": (EditConfig, EditTrainer)}
 
 
 def build(config_path: str, **overrides):

@@ -67,7 +67,7 @@ class LoopConfig:
         base = os.path.dirname(os.path.abspath(path))
         for key in ("prompts", "holdout_prompts", "pipeline"):
             v = data.get(key)
-            if v and not os.path.isabs(v) and os.path.exists(os.path.join(base, v)):
+            if v and not os.path.isabs(v) and (v.startswith(".") or os.path.exists(os.path.join(base, v))):
                 data[key] = os.path.join(base, v)
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)

@@ -63,7 +63,7 @@ def load_pipeline(path: str | os.PathLike, device: str | None = None, dtype: tor
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    pipe = CogVideoXPipeline.from_pretrained(os.fspath(path), torch_dtype=dtype).to(device)
+    pipe = CogVideoXPipeline.from_pretrained(os.fspath(path), dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     for module in (pipe.vae, pipe.text_encoder, pipe.transformer):
         module.requires_grad_(False)

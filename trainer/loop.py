@@ -65,6 +65,13 @@ class RewardService:
     def submit(self, **kwargs) -> Future:
         return asyncio.run_coroutine_threadsafe(self._score(**kwargs), self._loop)
 
+    def submit_compare(self, a: bytes, b: bytes, prompt: str, extra: dict) -> Future:
+        async def compare():
+            async with self._sem:
+                return await self._client.compare(a, b, prompt=prompt, **extra)
+
+        return asyncio.run_coroutine_threadsafe(compare(), self._loop)
+
     def close(self):
         async def shutdown():
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -150,18 +157,20 @@ class AlignmentLoop:
         frames = self.pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
         return latents[0], (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
 
+    def request_kwargs(self) -> dict:
+        """Rubric and sampling sent with every request."""
+        return {k: v for k, v in {"rubric": self.config.rubric, "sampling": self.config.sampling}.items() if v}
+
     def request(self, prompt: str, data: bytes, request_id: str) -> dict:
-        kwargs = {"video": data, "prompt": prompt, "request_id": request_id}
-        if self.config.rubric:
-            kwargs["rubric"] = self.config.rubric
-        if self.config.sampling:
-            kwargs["sampling"] = self.config.sampling
-        return kwargs
+        return {"video": data, "prompt": prompt, "request_id": request_id, **self.request_kwargs()}
+
+    def batch_prompts(self, step: int) -> list[str]:
+        return [self.prompts[(step * self.config.batch_size + i) % len(self.prompts)]
+                for i in range(self.config.batch_size)]
 
     def collect(self, step: int, prompts: list[str] | None = None, tag: str = "train") -> list[Sample]:
         """Generate a batch; each video is scored while the next one generates."""
-        prompts = prompts or [self.prompts[(step * self.config.batch_size + i) % len(self.prompts)]
-                              for i in range(self.config.batch_size)]
+        prompts = prompts or self.batch_prompts(step)
         samples, futures = [], []
         for i, prompt in enumerate(prompts):
             seed = self.sample_seed(step, i)
@@ -200,6 +209,7 @@ class AlignmentLoop:
                     "labels": {d: v["label"] for d, v in r["dimensions"].items()},
                     "critic": {"model": r["model"], "version": r["model_version"], "rubric": r["rubric"],
                                "adapter": r.get("adapter")},
+                    **{k: r[k] for k in ("segment_frames", "frame_rewards") if k in r},
                     **(extra or {}),
                 }) + "\n")
 
@@ -271,6 +281,9 @@ class AlignmentLoop:
                 w.writerow(row)
             bar.update(1)
             bar.set_postfix(reward=f"{row['mean_reward']:.3f}")
+            per_round = getattr(self.config, "steps_per_round", None)
+            if per_round and self.step % per_round == 0:  # IPO: the adapter of each round is kept
+                save_lora(self.pipe, self.out / f"round_{self.step // per_round:03d}")
             if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                 self.save_checkpoint()
             done_now += 1
