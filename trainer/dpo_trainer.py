@@ -53,8 +53,4 @@ class DPOTrainer(AlignmentLoop):
         model_diff = policy[:n] - policy[n:]
         ref_diff = reference[:n] - reference[n:]
         loss = -F.logsigmoid(-0.5 * c.beta * (model_diff - ref_diff)).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
-        self.opt.step()
-        return {"loss": float(loss.detach()), "pairs": n, **extra}
+        return {"loss": self.optimize(loss), "pairs": n, **extra}

@@ -21,7 +21,7 @@ from clients.media import encode_video
 from trainer.edit_config import EditConfig
 from trainer.loop import AlignmentLoop, RewardError, Sample
 from trainer.normalize import batch_z
-from trainer.rwr_trainer import denoising_loss, embed
+from trainer.rwr_trainer import embed, weighted_loss
 
 
 def segment_frames(num_frames: int, segments: int, seed: int) -> list[int]:
@@ -91,16 +91,5 @@ class EditTrainer(AlignmentLoop):
         return samples
 
     def update(self, samples: list[Sample], step: int) -> dict:
-        c = self.config
-        rewards = [s.result["reward"] for s in samples]
-        weights = batch_z(rewards, None, None, None)
-        x0 = torch.stack([s.latents for s in samples]).to(self.device)
-        gen = torch.Generator().manual_seed(c.seed * 7_919 + step)
-        per = denoising_loss(self.pipe, x0, embed(self.pipe, [s.prompt for s in samples]), gen)
-        loss = (per * torch.tensor(weights, dtype=per.dtype, device=per.device)).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
-        self.opt.step()
-        return {"loss": float(loss.detach()),
-                "journal": None}
+        weights = batch_z([s.result["reward"] for s in samples], None, None, None)
+        return {"loss": self.optimize(weighted_loss(self, samples, weights, step))}

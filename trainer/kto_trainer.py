@@ -31,9 +31,4 @@ class KTOTrainer(AlignmentLoop):
         d = 1 - torch.sigmoid(c.beta * (implicit - z0))
         u = 1 - torch.sigmoid(c.beta * (z0 - implicit))
         loss = torch.where(desirable, c.desirable_weight * d, c.undesirable_weight * u).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
-        self.opt.step()
-        return {"loss": float(loss.detach()), "desirable": int(desirable.sum()),
-                "journal": {"threshold": threshold}}
+        return {"loss": self.optimize(loss), "desirable": int(desirable.sum()), "journal": {"threshold": threshold}}

@@ -256,6 +256,14 @@ class AlignmentLoop:
     def update(self, samples: list[Sample], step: int) -> dict:
         raise NotImplementedError
 
+    def optimize(self, loss: torch.Tensor) -> float:
+        """One optimizer step on the adapter."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        self.opt.step()
+        return float(loss.detach())
+
     def train(self, stop_after: int | None = None) -> dict:
         """Run to ``config.steps`` (``stop_after``: stop early after that many steps, for tests)."""
         from tqdm.auto import tqdm

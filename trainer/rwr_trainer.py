@@ -44,12 +44,12 @@ class RWRTrainer(AlignmentLoop):
         c = self.config
         rewards = [s.result["reward"] for s in samples]
         weights = NORMALIZERS[c.normalization](rewards, [s.prompt for s in samples], self.state, c)
-        x0 = torch.stack([s.latents for s in samples]).to(self.device)
-        gen = torch.Generator().manual_seed(c.seed * 7_919 + step)
-        per = denoising_loss(self.pipe, x0, embed(self.pipe, [s.prompt for s in samples]), gen)
-        loss = (per * torch.tensor(weights, dtype=per.dtype, device=per.device)).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
-        self.opt.step()
-        return {"loss": float(loss.detach()), "journal": None}
+        return {"loss": self.optimize(weighted_loss(self, samples, weights, step))}
+
+
+def weighted_loss(loop: AlignmentLoop, samples: list[Sample], weights: list[float], step: int) -> torch.Tensor:
+    """Mean over samples of weight x per-sample denoising loss (the step's t and noise are seeded)."""
+    x0 = torch.stack([s.latents for s in samples]).to(loop.device)
+    gen = torch.Generator().manual_seed(loop.config.seed * 7_919 + step)
+    per = denoising_loss(loop.pipe, x0, embed(loop.pipe, [s.prompt for s in samples]), gen)
+    return (per * torch.tensor(weights, dtype=per.dtype, device=per.device)).mean()
