@@ -49,3 +49,14 @@ def _rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
         flat = np.concatenate([y.ravel(), sub(cb).ravel(), sub(cr).ravel()])
         return np.clip(np.round(flat), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
     return np.clip(np.round(np.concatenate(planes, axis=0)), 0, 255).astype(np.uint8)
+
+
+def read_frames(path) -> tuple[np.ndarray, float]:
+    """All frames of a local video file as ``(T, H, W, 3)`` uint8 RGB, and its frame rate."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        fps = float(stream.average_rate or 8)
+    if not frames:
+        raise ValueError(f"{path} has no frames")
+    return np.stack(frames), fps

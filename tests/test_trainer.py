@@ -210,3 +210,25 @@ def test_edit_method_rewards_segment_frames_with_attenuation(tmp_path, tiny_pipe
     for r in rows:
         weights = attenuated_weights(r["segment_frames"], 9, 1.0)
         assert r["reward"] == pytest.approx(sum(a * b for a, b in zip(weights, r["frame_rewards"])))
+
+
+def test_real_videos_join_the_rwr_loss(tmp_path, tiny_pipeline, service):
+    from clients.media import encode_video
+    from critic.samples import make_clip
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "r0.mp4").write_bytes(encode_video(make_clip(9, 64), fps=8))
+    (tmp_path / "real" / "real.jsonl").write_text(json.dumps({"video": "r0.mp4", "prompt": "a red ball"}) + "\n")
+    cfg = _config(tmp_path, tiny_pipeline, service, "real", steps=1, real_videos=str(tmp_path / "real" / "real.jsonl"),
+                  real_weight=2.0)
+    t = RWRTrainer(cfg)
+    (real,) = t.real_samples(0)
+    assert real.latents.shape == (3, 4, 8, 8)  # (latent frames, channels, h, w), as the generator's
+    t.connect()
+    try:
+        t.train()
+    finally:
+        t.close()
+    import csv
+
+    assert [row["real"] for row in csv.DictReader(open(t.out / "log.csv"))] == ["1"]

@@ -14,8 +14,9 @@ class RWRConfig(LoopConfig):
                                                                  "softmax."})
     temperature: float = field(default=1.0, metadata={"help": "softmax: reward temperature."})
     momentum: float = field(default=0.9, metadata={"help": "per_prompt: running-statistics momentum."})
-    real_videos: str | None = field(default=None, metadata={"help": "Folder of real mp4 + prompts.jsonl mixed in "
-                                                                    "as regularisation (weight real_weight)."})
+    real_videos: str | None = field(default=None, metadata={"help": "JSONL of real videos ({video, prompt}, paths "
+                                                                    "relative to it) mixed in as regularisation."})
+    real_per_step: int = field(default=1, metadata={"help": "Real videos added to each step's loss."})
     real_weight: float = field(default=1.0, metadata={"help": "Loss weight of a real-video sample."})
 
     def __post_init__(self):

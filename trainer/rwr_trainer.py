@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
+from clients.media import read_frames
 from trainer.loop import AlignmentLoop, Sample
 from trainer.normalize import NORMALIZERS
 from trainer.rwr_config import RWRConfig
@@ -39,12 +43,39 @@ class RWRTrainer(AlignmentLoop):
 
     def __init__(self, config: RWRConfig):
         super().__init__(config)
+        self.real = read_real_videos(config.real_videos) if config.real_videos else []
+
+    def real_samples(self, step: int) -> list[Sample]:
+        """The step's real videos (cycled, in file order), encoded by the VAE: regularisation as in LiFT."""
+        c, out = self.config, []
+        for k in range(c.real_per_step if self.real else 0):
+            path, prompt = self.real[(step * c.real_per_step + k) % len(self.real)]
+            frames, _ = read_frames(path)
+            if frames.shape[0] < c.num_frames or frames.shape[1:3] != (c.height, c.width):
+                raise ValueError(f"real video {path} is {frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}; "
+                                 f"it needs >= {c.num_frames} frames of {c.height}x{c.width}")
+            x = torch.from_numpy(frames[: c.num_frames]).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+            with torch.no_grad():
+                dist = self.pipe.vae.encode(x.to(self.device, self.pipe.vae.dtype)).latent_dist
+                z = dist.sample(torch.Generator().manual_seed(c.seed + step)) * self.pipe.vae.config.scaling_factor
+            out.append(Sample(prompt, -1, z.permute(0, 2, 1, 3, 4)[0], frames, Path(path)))
+        return out
 
     def update(self, samples: list[Sample], step: int) -> dict:
         c = self.config
         rewards = [s.result["reward"] for s in samples]
         weights = NORMALIZERS[c.normalization](rewards, [s.prompt for s in samples], self.state, c)
-        return {"loss": self.optimize(weighted_loss(self, samples, weights, step))}
+        real = self.real_samples(step)
+        loss = weighted_loss(self, samples + real, list(weights) + [c.real_weight] * len(real), step)
+        return {"loss": self.optimize(loss), "real": len(real)}
+
+
+def read_real_videos(jsonl: str) -> list[tuple[str, str]]:
+    base = Path(jsonl).parent
+    rows = [json.loads(line) for line in Path(jsonl).read_text().splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{jsonl} lists no real videos")
+    return [(str(base / r["video"]), r["prompt"]) for r in rows]
 
 
 def weighted_loss(loop: AlignmentLoop, samples: list[Sample], weights: list[float], step: int) -> torch.Tensor:
