@@ -92,6 +92,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=8, help="max batch size (service) = batch size (in-process)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads in both the replica and in-process")
     ap.add_argument("--rationale-tokens", type=int, default=16)
+    ap.add_argument("--max-replicas", type=int, default=1, help="critic autoscaling ceiling during the bench")
     args = ap.parse_args(argv)
     if not (Path(args.model) / "config.json").exists():
         from critic.tiny import build_tiny_idefics3
@@ -100,7 +101,11 @@ def main(argv=None):
 
     videos = [encode_video(make_clip(49, 128, seed=i), fps=8) for i in range(args.videos)]
     critic = {"torch_threads": args.threads, "rationale_tokens": args.rationale_tokens}
-    base = dict(model=args.model, http_port=_port(), grpc_port=_port(), critic=critic)
+    # one critic replica: this measures the service's overhead, not autoscaling (on 2 cores a second
+    # replica with 2 torch threads only oversubscribes the CPU)
+    one = {"Critic": {"autoscaling_config": {"min_replicas": 1, "max_replicas": args.max_replicas,
+                                             "target_ongoing_requests": 8}}}
+    base = dict(model=args.model, http_port=_port(), grpc_port=_port(), critic=critic, deployments=one)
     cfg = launch.load_config(**base, user_config={"max_batch_size": args.batch, "batch_wait_timeout_s": 0.01})
     url = f"http://127.0.0.1:{cfg['http_options']['port']}"
     launch.start(cfg)
