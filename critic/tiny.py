@@ -139,7 +139,7 @@ def build_tiny_qwen2_5_vl(out: str | os.PathLike, seed: int = 0) -> Path:
     """Tiny Qwen2.5-VL; its processor needs torchvision (GPU machines have it)."""
     if not torchvision_available():
         raise RuntimeError("Qwen2.5-VL's processor needs a working torchvision; it is not importable here")
-    from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     out = Path(out)
     tok = build_tokenizer()

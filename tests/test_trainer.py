@@ -39,10 +39,14 @@ def service():
     launch.shutdown()
 
 
-def _config(tmp_path, pipeline, service, name, **kw):
+def _prompts(tmp_path) -> str:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
-    base = dict(pipeline=str(pipeline), prompts=str(prompts), output_dir=str(tmp_path / name), service_url=service,
+    return str(prompts)
+
+
+def _config(tmp_path, pipeline, service, name, **kw):
+    base = dict(pipeline=str(pipeline), prompts=_prompts(tmp_path), output_dir=str(tmp_path / name), service_url=service,
                 rubric="brightness", sampling={"strategy": "all"}, steps=4, batch_size=2, inference_steps=2,
                 lr=3e-3, checkpoint_every=2, normalization="batch_z", seed=1)
     return RWRConfig(**{**base, **kw})
@@ -156,9 +160,7 @@ def test_preference_methods_train_against_the_service(tmp_path, tiny_pipeline, s
     from trainer.kto_config import KTOConfig
     from trainer.kto_trainer import KTOTrainer
 
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(PROMPTS) + "\n")
-    common = dict(pipeline=str(tiny_pipeline), prompts=str(prompts), output_dir=str(tmp_path / method),
+    common = dict(pipeline=str(tiny_pipeline), prompts=_prompts(tmp_path), output_dir=str(tmp_path / method),
                   service_url=service, rubric="brightness", sampling={"strategy": "all"}, steps=4, batch_size=4,
                   inference_steps=2, lr=3e-3, checkpoint_every=2, steps_per_round=2, beta=50.0, seed=2)
     cfg = DPOConfig(**common, label_by="compare", min_margin=0.0) if method == "dpo" else KTOConfig(**common)
@@ -192,9 +194,7 @@ def test_edit_method_rewards_segment_frames_with_attenuation(tmp_path, tiny_pipe
     w = attenuated_weights([0, 4, 8], 9, 1.0)
     assert w[1] > w[0] == pytest.approx(w[2]) and sum(w) == pytest.approx(1.0)
 
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(PROMPTS) + "\n")
-    cfg = EditConfig(pipeline=str(tiny_pipeline), prompts=str(prompts), output_dir=str(tmp_path / "edit"),
+    cfg = EditConfig(pipeline=str(tiny_pipeline), prompts=_prompts(tmp_path), output_dir=str(tmp_path / "edit"),
                      service_url=service, rubric="brightness", steps=2, batch_size=2, inference_steps=2,
                      edit_steps=10, edit_strength=0.6, lr=3e-3, checkpoint_every=2, seed=4)
     t = EditTrainer(cfg)

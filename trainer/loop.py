@@ -15,7 +15,6 @@ import json
 import random
 import threading
 import time
-import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,7 +331,3 @@ class AlignmentLoop:
         """Mean reward on held-out prompts with fixed seeds (same seeds before and after)."""
         samples = self.collect(10**6, prompts=prompts, tag=tag)
         return float(np.mean([s.result["reward"] for s in samples]))
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:8]

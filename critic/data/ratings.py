@@ -21,7 +21,6 @@ the file, the line and the field.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
