@@ -52,24 +52,21 @@ def _config(tmp_path, pipeline, service, name, **kw):
     return RWRConfig(**{**base, **kw})
 
 
-def _run(cfg, stop_after=None):
-    t = RWRTrainer(cfg)
-    t.connect()
-    try:
-        return t, t.train(stop_after=stop_after)
-    finally:
-        t.close()
-
-
-def test_rwr_changes_only_the_adapter_and_saves_only_it(tmp_path, tiny_pipeline, service):
-    t = RWRTrainer(_config(tmp_path, tiny_pipeline, service, "a", steps=2))
+def _run(cfg_or_trainer, stop_after=None):
+    """Train against the service; returns (trainer, summary, names of the transformer parameters that changed)."""
+    t = cfg_or_trainer if hasattr(cfg_or_trainer, "train") else RWRTrainer(cfg_or_trainer)
     before = {n: p.detach().clone() for n, p in t.pipe.transformer.named_parameters()}
     t.connect()
     try:
-        summary = t.train()
+        summary = t.train(stop_after=stop_after)
     finally:
         t.close()
     changed = {n for n, p in t.pipe.transformer.named_parameters() if not torch.equal(p, before[n])}
+    return t, summary, changed
+
+
+def test_rwr_changes_only_the_adapter_and_saves_only_it(tmp_path, tiny_pipeline, service):
+    t, summary, changed = _run(_config(tmp_path, tiny_pipeline, service, "a", steps=2))
     assert changed and all("lora" in n for n in changed)
     from safetensors.torch import load_file
 
@@ -94,12 +91,12 @@ def test_rwr_changes_only_the_adapter_and_saves_only_it(tmp_path, tiny_pipeline,
 
 
 def test_kill_and_resume_gives_the_same_journal(tmp_path, tiny_pipeline, service):
-    full, _ = _run(_config(tmp_path, tiny_pipeline, service, "full"))
+    full, _, _ = _run(_config(tmp_path, tiny_pipeline, service, "full"))
     # "killed" after 3 steps (checkpoint at 2): step 3's lines are in the journal but not in a checkpoint
     cfg = _config(tmp_path, tiny_pipeline, service, "killed")
-    first, s1 = _run(cfg, stop_after=3)
+    first, s1, _ = _run(cfg, stop_after=3)
     assert s1["steps"] == 3 and first.journal_lines() == 6
-    second, s2 = _run(cfg)
+    second, s2, _ = _run(cfg)
     assert s2["resumed"] and s2["steps"] == 4
     a = [json.loads(x) for x in open(full.journal)]
     b = [json.loads(x) for x in open(second.journal)]
@@ -164,15 +161,8 @@ def test_preference_methods_train_against_the_service(tmp_path, tiny_pipeline, s
                   service_url=service, rubric="brightness", sampling={"strategy": "all"}, steps=4, batch_size=4,
                   inference_steps=2, lr=3e-3, checkpoint_every=2, steps_per_round=2, beta=50.0, seed=2)
     cfg = DPOConfig(**common, label_by="compare", min_margin=0.0) if method == "dpo" else KTOConfig(**common)
-    t = (DPOTrainer if method == "dpo" else KTOTrainer)(cfg)
-    before = {n: p.detach().clone() for n, p in t.pipe.transformer.named_parameters() if "lora" in n}
-    t.connect()
-    try:
-        t.train()
-    finally:
-        t.close()
-    after = dict(t.pipe.transformer.named_parameters())
-    assert any(not torch.equal(after[n], p) for n, p in before.items())
+    t, _, changed = _run((DPOTrainer if method == "dpo" else KTOTrainer)(cfg))
+    assert changed and all("lora" in n for n in changed)
     rows = [json.loads(line) for line in open(t.journal)]
     assert len(rows) == 16 and [r["round"] for r in rows[::4]] == [0, 0, 1, 1]
     assert (t.out / "round_001" / "pytorch_lora_weights.safetensors").exists()
@@ -197,14 +187,8 @@ def test_edit_method_rewards_segment_frames_with_attenuation(tmp_path, tiny_pipe
     cfg = EditConfig(pipeline=str(tiny_pipeline), prompts=_prompts(tmp_path), output_dir=str(tmp_path / "edit"),
                      service_url=service, rubric="brightness", steps=2, batch_size=2, inference_steps=2,
                      edit_steps=10, edit_strength=0.6, lr=3e-3, checkpoint_every=2, seed=4)
-    t = EditTrainer(cfg)
-    before = {n: p.detach().clone() for n, p in t.pipe.transformer.named_parameters() if "lora" in n}
-    t.connect()
-    try:
-        t.train()
-    finally:
-        t.close()
-    assert any(not torch.equal(dict(t.pipe.transformer.named_parameters())[n], p) for n, p in before.items())
+    t, _, changed = _run(EditTrainer(cfg))
+    assert changed and all("lora" in n for n in changed)
     rows = [json.loads(line) for line in open(t.journal)]
     assert len(rows) == 4
     for r in rows:
@@ -224,11 +208,7 @@ def test_real_videos_join_the_rwr_loss(tmp_path, tiny_pipeline, service):
     t = RWRTrainer(cfg)
     (real,) = t.real_samples(0)
     assert real.latents.shape == (3, 4, 8, 8)  # (latent frames, channels, h, w), as the generator's
-    t.connect()
-    try:
-        t.train()
-    finally:
-        t.close()
+    _run(t)
     import csv
 
     assert [row["real"] for row in csv.DictReader(open(t.out / "log.csv"))] == ["1"]
