@@ -41,7 +41,6 @@ from serving.protocol import (
 from serving.settings import AppSettings, BatchSettings, CriticSettings, IngressSettings
 
 log = logging.getLogger("ray.serve")
-APP_NAME = "lift-critic"
 
 
 @serve.deployment(
