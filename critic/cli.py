@@ -93,7 +93,8 @@ def cmd_build_tiny(args) -> dict:
 def cmd_synth(args) -> dict:
     from critic.data.synthetic import generate
 
-    path = generate(args.out, args.n, seed=args.seed, num_frames=args.num_frames, size=args.size, name=args.name)
+    path = generate(args.out, args.n, seed=args.seed, num_frames=args.num_frames, size=args.size, name=args.name,
+                    prompt_variants=args.prompt_variants)
     return {"ratings": str(path), "videos": args.n, "seed": args.seed}
 
 
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-frames", type=int, default=16)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--name", default="ratings.jsonl")
+    p.add_argument("--prompt-variants", type=int, default=0,
+                   help="extra rows per clip: the same file under another prompt (semantic label follows)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="fine-tune a VLM critic on ratings with rationales (LoRA or full)")

@@ -134,3 +134,24 @@ def test_write_jsonl_round_trip(tmp_path):
     out = tmp_path / "out.jsonl"
     write_jsonl(out, rows)
     assert read_ratings(out)[0] == rows[0]
+
+
+def test_prompt_variants_reuse_the_clip_and_relabel_only_semantics(tmp_path):
+    import numpy as np
+
+    plain = read_ratings(generate(tmp_path / "p", 6, seed=7))
+    rows = read_ratings(generate(tmp_path / "v", 6, seed=7, prompt_variants=2))
+    assert len(rows) == 18 and rows[0] == plain[0]  # the first row of each clip is the plain set's
+    for k in range(0, 18, 3):
+        a, *variants = rows[k : k + 3]
+        for v in variants:
+            assert v.video == a.video and v.prompt != a.prompt
+            assert v.ratings["fidelity"] == a.ratings["fidelity"] and v.ratings["motion"] == a.ratings["motion"]
+    # a variant renders exactly the clip it is paired with, whatever its prompt asks for
+    rng = np.random.default_rng(0)
+    scene = Scene("red", "ball", 2, "green grass", semantic="count", motion="jump")
+    for defect, label in [("none", "Good"), ("colour", "Bad"), ("shape", "Bad"), ("count", "Bad"),
+                          ("background", "Normal")]:
+        v = scene.variant(defect, rng)
+        assert np.array_equal(render(v, seed=3), render(scene, seed=3))
+        assert v.ratings()["semantic_consistency"].label == label and v.ratings()["motion"].label == "Normal"

@@ -7,9 +7,13 @@ so the labels and rationales follow from them (LiFT's three dimensions).
 - motion: one jump forward (Normal); flicker, a freeze or reversed motion (Bad).
 
 Seeded and reproducible: ``generate(out_dir, n, seed)`` writes ``videos/*.mp4`` and
-``ratings.jsonl`` in the ratings format (critic/data/ratings.py).
+``ratings.jsonl`` in the ratings format (critic/data/ratings.py). With ``prompt_variants=k``
+each clip also gets k rows with another prompt for the same file (``Scene.variant``): the
+clip is unchanged, the prompt asks for something else, and the semantic label follows.
+Such pairs only differ in how text and video agree, so a critic learns to compare the two
+instead of guessing from priors (fidelity and motion stay as they were).
 
-    lift-critic synth OUT_DIR --n 600 --seed 0
+    lift-critic synth OUT_DIR --n 600 --seed 0 [--prompt-variants 1]
 """
 
 from __future__ import annotations
@@ -66,6 +70,23 @@ class Scene:
         elif self.semantic == "background":
             d["background"] = self.alt
         return Scene(**d)
+
+    def variant(self, semantic: str, rng: np.random.Generator) -> "Scene":
+        """A scene that renders the same clip (same ``shown()``) under a prompt with defect ``semantic``."""
+        x = self.shown()
+        d = dict(colour=x.colour, shape=x.shape, count=x.count, background=x.background,
+                 fidelity=self.fidelity, motion=self.motion, semantic=semantic)
+        if semantic == "colour":
+            d.update(colour=_other(list(COLOURS), x.colour, rng), alt=x.colour)
+        elif semantic == "shape":
+            d.update(shape="square" if x.shape == "ball" else "ball")
+        elif semantic == "count":
+            d.update(count=3 - x.count)
+        elif semantic == "background":
+            d.update(background=_other(list(BACKGROUNDS), x.background, rng), alt=x.background)
+        scene = Scene(**d)
+        assert scene.shown() == x
+        return scene
 
     def ratings(self) -> dict[str, Rating]:
         shown = self.shown()
@@ -154,16 +175,30 @@ def _blur(frames: np.ndarray, k: int) -> np.ndarray:
     return out / (k * k)
 
 
+def _other(options: list[str], but: str | None, rng: np.random.Generator) -> str:
+    options = [o for o in options if o != but]
+    return options[rng.integers(len(options))]
+
+
+def _pick(table: dict, rng: np.random.Generator) -> str:
+    """"none" 40% of the time, else one of the table's defects."""
+    keys = list(table)
+    return "none" if rng.random() < 0.4 else keys[1 + rng.integers(len(keys) - 1)]
+
+
+def _variant_defect(scene: Scene, rng: np.random.Generator) -> str:
+    """A clean clip's variant gets a semantic defect; a defective one's is as often matching as not
+    (never the clip's own defect kind, whose prompt could come out the same)."""
+    defects = [d for d in list(SEMANTIC)[1:] if d != scene.semantic]
+    if scene.semantic != "none" and rng.random() < 0.5:
+        return "none"
+    return defects[rng.integers(len(defects))]
+
+
 def sample_scene(rng: np.random.Generator) -> Scene:
     """Each dimension independently: about half clean, the rest spread over its defects."""
-
-    def pick(table: dict) -> str:
-        keys = list(table)
-        return "none" if rng.random() < 0.4 else keys[1 + rng.integers(len(keys) - 1)]
-
-    def choose(options: list[str], but: str | None = None) -> str:
-        options = [o for o in options if o != but]
-        return options[rng.integers(len(options))]
+    pick = lambda table: _pick(table, rng)  # noqa: E731
+    choose = lambda options, but=None: _other(options, but, rng)  # noqa: E731
 
     colour, background = choose(list(COLOURS)), choose(list(BACKGROUNDS))
     semantic = pick(SEMANTIC)
@@ -174,8 +209,9 @@ def sample_scene(rng: np.random.Generator) -> Scene:
 
 
 def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, num_frames: int = 16, size: int = 64,
-             name: str = "ratings.jsonl") -> Path:
-    """Write ``n`` rated clips under ``out_dir``; returns the JSONL path."""
+             name: str = "ratings.jsonl", prompt_variants: int = 0) -> Path:
+    """Write ``n`` rated clips under ``out_dir`` (and ``prompt_variants`` extra prompts for each);
+    returns the JSONL path."""
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -185,7 +221,8 @@ def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, num_frames: int 
         rel = f"videos/{seed:03d}_{i:05d}.mp4"
         frames = render(scene, num_frames, size, seed=int(rng.integers(2**31)))
         (out / rel).write_bytes(encode_video(frames, fps=8))
-        rows.append(RatedVideo(video=rel, prompt=scene.prompt(), ratings=scene.ratings(), annotator="synthetic"))
+        variants = [scene] + [scene.variant(_variant_defect(scene, rng), rng) for _ in range(prompt_variants)]
+        rows += [RatedVideo(video=rel, prompt=v.prompt(), ratings=v.ratings(), annotator="synthetic") for v in variants]
     path = out / name
     write_jsonl(path, rows)
     return path
