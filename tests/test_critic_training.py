@@ -62,6 +62,11 @@ def test_config_validation(tmp_path):
         SFTConfig.from_yaml(p)
     p.write_text("model: m\ntrain: data/t.jsonl\noutput_dir: o\n")
     assert SFTConfig.from_yaml(p).train == str(tmp_path / "data" / "t.jsonl")
+    (tmp_path / "ckpt").mkdir()  # a local starting checkpoint is relative to the config too; hub ids are not paths
+    p.write_text("model: ./ckpt\ntrain: t.jsonl\noutput_dir: o\n")
+    assert SFTConfig.from_yaml(p).model == str(tmp_path / "ckpt")
+    p.write_text("model: org/critic\ntrain: t.jsonl\noutput_dir: o\n")
+    assert SFTConfig.from_yaml(p).model == "org/critic"
 
 
 def test_metrics_on_a_hand_made_case():
@@ -97,3 +102,24 @@ def test_train_and_eval_from_the_cli(tiny_vlm_path, synth_set, tmp_path):
     report = json.loads(p.stdout)
     assert set(report["dimensions"]) == {"semantic_consistency", "fidelity", "motion"}
     assert "accuracy" in p.stderr and "true \\ pred" in p.stderr
+
+
+def test_vision_warmup_trains_only_the_vision_side_and_learns(tiny_vlm_path, synth_set, tmp_path):
+    from critic.train.sft_trainer import SFTTrainer
+
+    cfg = SFTConfig(model=str(tiny_vlm_path), train=str(synth_set), output_dir=str(tmp_path), method="full",
+                    vision_warmup_steps=24, vision_warmup_lr=1e-2, batch_size=12, warmup_ratio=0.0)
+    trainer = SFTTrainer(cfg)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    summary = trainer.warmup_vision()
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert any(".connector." in n for n in changed) and any(".vision_model." in n for n in changed)
+    assert all(".vision_model." in n or ".connector." in n for n in changed), changed
+    losses = [h["loss"] for h in trainer.history if h.get("stage") == "vision_warmup"]
+    assert len(losses) == summary["vision_warmup_steps"] == 24
+    assert sum(losses[-3:]) / 3 < losses[0] * 0.9, losses  # 12 videos, 8 epochs: the head fits them
+
+
+def test_vision_warmup_needs_full_fine_tuning():
+    with pytest.raises(InvalidParameterError, match="vision_warmup_steps needs method 'full'"):
+        SFTConfig(model="m", train="t", output_dir="o", method="lora", vision_warmup_steps=10)

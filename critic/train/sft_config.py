@@ -36,6 +36,12 @@ class SFTConfig:
     max_answer_tokens: int = field(default=64, metadata={"help": "Answer (label + rationale) tokens kept."})
     label_weight: float = field(default=1.0, metadata={"help": "Loss weight of the answer's first two tokens "
                                                               "(the label) relative to the rationale's."})
+    vision_warmup_steps: int = field(default=0, metadata={"help": "Stage 1 for critics trained from random weights "
+                                                                   "(full only): steps that train the vision tower "
+                                                                   "and connector through a pooled label head "
+                                                                   "(critic/train/vision_warmup.py) before SFT; "
+                                                                   "batch_size / dimensions videos a step."})
+    vision_warmup_lr: float = field(default=3e-3, metadata={"help": "Peak learning rate of the vision warm-up."})
     eval_every: int = field(default=0, metadata={"help": "Validate every N steps; 0: after each epoch."})
     save_every: int = field(default=0, metadata={"help": "Checkpoint every N steps; 0: only at the end."})
     seed: int = field(default=0, metadata={"help": "Seeds the model build, the shuffling and the dropout."})
@@ -53,6 +59,9 @@ class SFTConfig:
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
             (self.max_answer_tokens >= 2, "max_answer_tokens must be >= 2"),
             (self.label_weight > 0, "label_weight must be > 0"),
+            (self.vision_warmup_steps >= 0 and self.vision_warmup_lr > 0, "vision warm-up steps/lr must be >= 0/> 0"),
+            (self.vision_warmup_steps == 0 or self.method == "full",
+             "vision_warmup_steps needs method 'full' (a LoRA adapter would not keep the warmed-up tower)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -70,8 +79,16 @@ class SFTConfig:
         for key in ("train", "val"):  # data paths are relative to the config file
             if data.get(key) and not os.path.isabs(data[key]):
                 data[key] = os.path.join(base, data[key])
+        model = data.get("model")  # so is a local starting checkpoint (a hub id or tiny:PRESET is left alone)
+        if isinstance(model, str) and model.startswith(".") and os.path.isdir(os.path.join(base, model)):
+            data["model"] = os.path.normpath(os.path.join(base, model))
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings; data paths inside the working directory are written relative to it."""
+        d = asdict(self)
+        for key in ("train", "val"):
+            if d[key] and os.path.isabs(d[key]) and d[key].startswith(os.getcwd() + os.sep):
+                d[key] = os.path.relpath(d[key])
+        return d

@@ -126,17 +126,62 @@ class SFTTrainer:
     def trainable_parameters(self) -> dict[str, torch.Tensor]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
+    def _optimizer(self, params: list[torch.Tensor], lr: float, total: int):
+        """AdamW with linear warm-up (``warmup_ratio``) and linear decay to zero at ``total``."""
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=self.config.weight_decay)
+        warmup = int(self.config.warmup_ratio * total)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+        return opt, sched
+
+    def warmup_vision(self) -> dict:
+        """Stage 1 (critic/train/vision_warmup.py): vision tower + connector through a pooled label head."""
+        from tqdm.auto import tqdm
+
+        from critic.train.vision_warmup import PooledProbe, image_tokens, vision_parameters
+
+        cfg, dims = self.config, self.rubric.dimensions
+        labels = [lab.name for lab in self.rubric.labels]
+        videos = self.train_convs[:: len(dims)]  # one conversation per video carries its frames
+        prompts = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in self.train_rows]
+        targets = torch.tensor([[labels.index(r.ratings[d.name].label) for d in dims] for r in self.train_rows])
+        hidden = self.model.get_input_embeddings().embedding_dim
+        probe = PooledProbe(hidden, len(self.tokenizer), len(dims), len(labels)).to(self.device)
+        params = vision_parameters(self.model) + list(probe.parameters())
+        opt, sched = self._optimizer(params, cfg.vision_warmup_lr, cfg.vision_warmup_steps)
+        per_step = max(1, cfg.batch_size // len(dims))  # the videos one SFT step sees
+        rng, order, t0 = random.Random(cfg.seed + 1), [], time.perf_counter()
+        bar = tqdm(total=cfg.vision_warmup_steps, desc="vision warm-up", disable=None)
+        for step in range(1, cfg.vision_warmup_steps + 1):
+            if len(order) < per_step:
+                order = order + rng.sample(range(len(videos)), len(videos))
+            idx, order = order[:per_step], order[per_step:]
+            enc = self.processor.image_processor(
+                images=[[Image.fromarray(f) for f in videos[i].frames] for i in idx], return_tensors="pt")
+            feats = image_tokens(self.model, enc["pixel_values"].to(self.device),
+                                 enc["pixel_attention_mask"].to(self.device) if "pixel_attention_mask" in enc else None)
+            logits = probe(feats, [prompts[i] for i in idx])
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets[idx].flatten().to(self.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            self.history.append({"stage": "vision_warmup", "step": step, "loss": loss.item()})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.close()
+        return {"vision_warmup_steps": cfg.vision_warmup_steps, "vision_warmup_s": time.perf_counter() - t0}
+
     def train(self) -> dict:
         from tqdm.auto import tqdm
 
         cfg = self.config
+        stage1 = self.warmup_vision() if cfg.vision_warmup_steps else {}
         params = list(self.trainable_parameters().values())
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = math.ceil(len(self.train_convs) / cfg.batch_size)
         total = min(cfg.max_steps or 10**12, steps_per_epoch * cfg.epochs)
-        warmup = int(cfg.warmup_ratio * total)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+        opt, sched = self._optimizer(params, cfg.lr, total)
         rng = random.Random(cfg.seed)
         step, t0 = 0, time.perf_counter()
         bar = tqdm(total=total, desc="critic sft", disable=None)
@@ -164,8 +209,9 @@ class SFTTrainer:
                 if cfg.save_every and step % cfg.save_every == 0:
                     self.save(self.out / f"checkpoint-{step}")
         bar.close()
-        summary = {"steps": step, "train_s": time.perf_counter() - t0, "final_loss": self.history[-1]["loss"],
-                   "first_loss": self.history[0]["loss"]}
+        sft = [h for h in self.history if "stage" not in h]
+        summary = {"steps": step, "train_s": time.perf_counter() - t0, "final_loss": sft[-1]["loss"],
+                   "first_loss": sft[0]["loss"], **stage1}
         self.save(self.out / "final")
         (self.out / "history.json").write_text(json.dumps({"summary": summary, "history": self.history}, indent=1))
         return summary
