@@ -123,3 +123,19 @@ def test_vision_warmup_trains_only_the_vision_side_and_learns(tiny_vlm_path, syn
 def test_vision_warmup_needs_full_fine_tuning():
     with pytest.raises(InvalidParameterError, match="vision_warmup_steps needs method 'full'"):
         SFTConfig(model="m", train="t", output_dir="o", method="lora", vision_warmup_steps=10)
+
+
+def test_cut_answers_are_counted_and_warned(tiny_vlm_path, synth_set, tmp_path):
+    from critic.train.sft_trainer import SFTTrainer
+
+    with pytest.warns(UserWarning, match="longer than max_answer_tokens=4"):
+        short = SFTTrainer(SFTConfig(model=str(tiny_vlm_path), train=str(synth_set), output_dir=str(tmp_path / "a"),
+                                     max_answer_tokens=4))
+    assert short.truncated == len(short.train_convs) == 36
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        long = SFTTrainer(SFTConfig(model=str(tiny_vlm_path), train=str(synth_set), output_dir=str(tmp_path / "b"),
+                                    max_answer_tokens=64))
+    assert long.truncated == 0

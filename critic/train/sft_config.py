@@ -86,9 +86,9 @@ class SFTConfig:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        """The settings; data paths inside the working directory are written relative to it."""
+        """The settings; paths inside the working directory are written relative to it."""
         d = asdict(self)
-        for key in ("train", "val"):
+        for key in ("model", "train", "val"):
             if d[key] and os.path.isabs(d[key]) and d[key].startswith(os.getcwd() + os.sep):
                 d[key] = os.path.relpath(d[key])
         return d

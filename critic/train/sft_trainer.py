@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class SFTTrainer:
         self.train_rows = read_ratings(config.train)
         self.val_rows = read_ratings(config.val) if config.val else []
         self.train_convs = self._conversations(self.train_rows, config.train)
+        self.truncated = self._count_truncated(self.train_convs)
         self.history: list[dict] = []
 
     def _end_of_turn(self) -> str:
@@ -87,6 +89,16 @@ class SFTTrainer:
                 answer = self.layout.answer_lead + format_answer(r.label, r.rationale) + self.end_of_turn
                 convs.append(Conversation(item.frames, text, answer))
         return convs
+
+    def _count_truncated(self, convs: list[Conversation]) -> int:
+        """How many answers ``max_answer_tokens`` cuts; warns, as a critic never learns to end those."""
+        lengths = [len(ids) for ids in self.tokenizer([c.answer for c in convs], add_special_tokens=False)["input_ids"]]
+        cut = sum(n > self.config.max_answer_tokens for n in lengths)
+        if cut:
+            warnings.warn(f"{cut} of {len(convs)} answers are longer than max_answer_tokens="
+                          f"{self.config.max_answer_tokens} (longest {max(lengths)}) and are cut: the critic will "
+                          f"not learn how they end", stacklevel=2)
+        return cut
 
     def collate(self, batch: list[Conversation]) -> dict[str, torch.Tensor]:
         """Prompt through the processor (images expand there), answer tokens appended; loss on answers only."""
