@@ -7,6 +7,8 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= serving,training,dev
 MODELS := .cache/models
 TINY := $(MODELS)/tiny-idefics3
+CRITIC := models/lift-critic-tiny
+SFT := .cache/critic-sft-continue
 PYTEST_ARGS ?=
 
 .PHONY: install models demo test bench critic align clean
@@ -41,13 +43,16 @@ bench: install models
 	$(BIN)/python bench/bench_prefix_reuse.py
 	$(BIN)/python bench/bench_service.py
 
-# Synthetic rated set + critic SFT + held-out evaluation (minutes on CPU).
+# Rebuilds the shipped critic (models/lift-critic-tiny, the service's embedded default):
+# synthetic rated set, vision warm-up + SFT, SFT continued, held-out evaluation (~50 min on 2 CPU cores).
 critic: install
-	$(BIN)/lift-critic synth .cache/synth --n 1200 --seed 1 --name train.jsonl > /dev/null
+	$(BIN)/lift-critic synth .cache/synth --n 4000 --seed 1 --name train.jsonl --prompt-variants 1 > /dev/null
 	$(BIN)/lift-critic synth .cache/synth --n 100 --seed 2 --name val.jsonl > /dev/null
-	$(BIN)/lift-critic synth .cache/synth --n 200 --seed 3 --name test.jsonl > /dev/null
+	$(BIN)/lift-critic synth .cache/synth --n 400 --seed 3 --name test.jsonl > /dev/null
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny.yaml
-	$(BIN)/lift-critic eval --model .cache/critic-sft/final --data .cache/synth/test.jsonl --baseline .cache/synth/train.jsonl > .cache/critic-sft/eval.json
+	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_continue.yaml
+	$(BIN)/lift-critic eval --model $(SFT)/final --data .cache/synth/test.jsonl --baseline .cache/synth/train.jsonl --rationale-tokens 0 > $(SFT)/eval.json
+	rm -rf $(CRITIC) && mkdir -p $(dir $(CRITIC)) && cp -r $(SFT)/final $(CRITIC) && cp $(SFT)/eval.json $(CRITIC)/eval.json
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -1,5 +1,6 @@
-"""`make demo`: start the service on the embedded default (local Ray, tiny critic), score a
-generated sample video through the HTTP client, print the result, shut down cleanly."""
+"""`make demo`: start the service on the embedded default (local Ray, the trained tiny critic),
+score synthetic sample videos whose defects are known through the HTTP client, print each
+verdict beside the truth, shut down cleanly."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 from clients import CriticClient
-from critic.samples import make_clip
+from critic.data.synthetic import Scene, render
 from critic.video import encode_video
 from serving import launch
 
@@ -26,11 +27,19 @@ def _free(port: int) -> int:
             return s.getsockname()[1]
 
 
+# Synthetic clips (critic/data/synthetic.py) whose labels follow from the injected defects.
+SAMPLES = [
+    Scene(colour="red", shape="ball", count=1, background="green grass"),
+    Scene(colour="blue", shape="square", count=2, background="a grey road", fidelity="heavy_noise", motion="freeze"),
+    Scene(colour="yellow", shape="ball", count=1, background="blue water", semantic="colour", alt="purple",
+          motion="flicker"),
+]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(launch.DEFAULT_CONFIG))
     ap.add_argument("--model", default=None, help="override the YAML's critic model")
-    ap.add_argument("--prompt", default="a red ball rolls across the grass")
     args = ap.parse_args(argv)
 
     overrides = {"http_port": _free(8000), "grpc_port": _free(9000)}
@@ -45,12 +54,20 @@ def main(argv=None) -> None:
         launch.start(cfg)
         with CriticClient(url) as client:
             client.wait_ready(180)
-            print(f"ready in {time.perf_counter() - t0:.1f}s; scoring a sample video over HTTP", flush=True)
+            print(f"ready in {time.perf_counter() - t0:.1f}s; scoring sample videos over HTTP", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
-                video = Path(tmp) / "sample.mp4"
-                video.write_bytes(encode_video(make_clip(17, 64), fps=8))
-                result = client.score(video, prompt=args.prompt)
-        print(json.dumps(result, indent=2))
+                for i, scene in enumerate(SAMPLES):
+                    video = Path(tmp) / f"sample{i}.mp4"
+                    video.write_bytes(encode_video(render(scene, seed=i), fps=8))
+                    response = client.score(video, prompt=scene.prompt())
+                    if i == 0:
+                        print(json.dumps(response, indent=2))
+                    result = response["result"]
+                    truth = {d: r.label for d, r in scene.ratings().items()}
+                    print(f"\n{scene.prompt()!r} (injected: {scene.semantic}/{scene.fidelity}/{scene.motion}), "
+                          f"reward {result['reward']:.3f}")
+                    for d, v in result["dimensions"].items():
+                        print(f"  {d:22s} critic {v['label']:6s} truth {truth.get(d, '-'):6s} {v.get('rationale') or ''}")
     finally:
         launch.shutdown()
         print("service shut down", flush=True)
