@@ -197,15 +197,13 @@ def _variant_defect(scene: Scene, rng: np.random.Generator) -> str:
 
 def sample_scene(rng: np.random.Generator) -> Scene:
     """Each dimension independently: about half clean, the rest spread over its defects."""
-    pick = lambda table: _pick(table, rng)  # noqa: E731
-    choose = lambda options, but=None: _other(options, but, rng)  # noqa: E731
-
-    colour, background = choose(list(COLOURS)), choose(list(BACKGROUNDS))
-    semantic = pick(SEMANTIC)
-    alt = {"colour": lambda: choose(list(COLOURS), colour),
-           "background": lambda: choose(list(BACKGROUNDS), background)}.get(semantic, lambda: None)()
+    colour, background = _other(list(COLOURS), None, rng), _other(list(BACKGROUNDS), None, rng)
+    semantic = _pick(SEMANTIC, rng)
+    alt = {"colour": lambda: _other(list(COLOURS), colour, rng),
+           "background": lambda: _other(list(BACKGROUNDS), background, rng)}.get(semantic, lambda: None)()
     return Scene(colour=colour, shape=SHAPES[rng.integers(len(SHAPES))], count=int(rng.integers(1, 3)),
-                 background=background, semantic=semantic, fidelity=pick(FIDELITY), motion=pick(MOTION), alt=alt)
+                 background=background, semantic=semantic, fidelity=_pick(FIDELITY, rng), motion=_pick(MOTION, rng),
+                 alt=alt)
 
 
 def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, num_frames: int = 16, size: int = 64,
