@@ -120,9 +120,13 @@ def test_vision_warmup_trains_only_the_vision_side_and_learns(tiny_vlm_path, syn
     assert sum(losses[-3:]) / 3 < losses[0] * 0.9, losses  # 12 videos, 8 epochs: the head fits them
 
 
-def test_vision_warmup_needs_full_fine_tuning():
+def test_vision_warmup_needs_full_fine_tuning_and_a_vision_model():
+    from critic.train.vision_warmup import image_tokens
+
     with pytest.raises(InvalidParameterError, match="vision_warmup_steps needs method 'full'"):
         SFTConfig(model="m", train="t", output_dir="o", method="lora", vision_warmup_steps=10)
+    with pytest.raises(InvalidParameterError, match="no get_image_features"):
+        image_tokens(torch.nn.Linear(2, 2), torch.zeros(1, 1, 3, 4, 4))
 
 
 def test_cut_answers_are_counted_and_warned(tiny_vlm_path, synth_set, tmp_path):

@@ -155,3 +155,12 @@ def test_prompt_variants_reuse_the_clip_and_relabel_only_semantics(tmp_path):
         v = scene.variant(defect, rng)
         assert np.array_equal(render(v, seed=3), render(scene, seed=3))
         assert v.ratings()["semantic_consistency"].label == label and v.ratings()["motion"].label == "Normal"
+
+
+def test_synthetic_set_rejects_bad_sizes(tmp_path):
+    from critic.errors import InvalidParameterError
+
+    for n, k in [(0, 0), (3, -1)]:
+        with pytest.raises(InvalidParameterError, match="synthetic set"):
+            generate(tmp_path, n, prompt_variants=k)
+    assert not (tmp_path / "ratings.jsonl").exists()

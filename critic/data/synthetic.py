@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from critic.data.ratings import Rating, RatedVideo, write_jsonl
+from critic.errors import InvalidParameterError
 from critic.video import encode_video
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "yellow": (235, 215, 40), "white": (245, 245, 245),
@@ -210,6 +211,8 @@ def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, num_frames: int 
              name: str = "ratings.jsonl", prompt_variants: int = 0) -> Path:
     """Write ``n`` rated clips under ``out_dir`` (and ``prompt_variants`` extra prompts for each);
     returns the JSONL path."""
+    if n < 1 or prompt_variants < 0:
+        raise InvalidParameterError(f"synthetic set: n must be >= 1 and prompt_variants >= 0, got {n}, {prompt_variants}")
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

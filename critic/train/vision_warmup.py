@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from critic.errors import InvalidParameterError
+
 
 class PooledProbe(nn.Module):
     """[mean image token ; bag of prompt tokens] -> MLP -> one label distribution per dimension."""
@@ -39,7 +41,7 @@ def image_tokens(model, pixel_values: torch.Tensor, pixel_attention_mask: torch.
     """The embeddings the language model receives for a batch of videos: (videos, tokens, hidden)."""
     get = getattr(model, "get_image_features", None) or getattr(getattr(model, "model", None), "get_image_features", None)
     if get is None:
-        raise TypeError(f"{type(model).__name__} has no get_image_features; vision warm-up needs it")
+        raise InvalidParameterError(f"{type(model).__name__} has no get_image_features; vision warm-up needs it")
     out = get(pixel_values=pixel_values, pixel_attention_mask=pixel_attention_mask)
     feats = out.pooler_output if hasattr(out, "pooler_output") else out
     return feats.reshape(pixel_values.shape[0], -1, feats.shape[-1])
