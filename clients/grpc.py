@@ -1,8 +1,9 @@
 """gRPC client of the critic service (through Ray Serve's gRPC proxy).
 
 Returns the same dicts as the HTTP client ({"request_id", "result", "timings"}); retries
-UNAVAILABLE (and INTERNAL / DEADLINE_EXCEEDED) with one request id across attempts;
-raises ``CriticRequestError`` / ``CriticUnavailableError``.
+UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED and an untyped NOT_FOUND (the proxy during a
+redeploy) with one request id across attempts, never INVALID_ARGUMENT or another typed
+refusal; raises ``CriticRequestError`` / ``CriticUnavailableError``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from clients.retry import RetryPolicy
 from serving import critic_pb2 as pb
 from serving import critic_pb2_grpc as pb_grpc
 
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
+# gRPC code -> the HTTP status the service's error table gives it; retried as over HTTP (RetryPolicy)
 STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 422, grpc.StatusCode.UNAUTHENTICATED: 401,
           grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
+          grpc.StatusCode.ALREADY_EXISTS: 409,
           grpc.StatusCode.RESOURCE_EXHAUSTED: 413, grpc.StatusCode.UNAVAILABLE: 503,
           grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.INTERNAL: 500}
 
@@ -69,7 +71,7 @@ class GrpcCriticClient:
                 except (ValueError, KeyError, TypeError):
                     message, ecode = details or str(code), None
                 status = STATUS.get(code, 500)
-                if code not in RETRYABLE:
+                if not self.retry.should_retry(status, typed=ecode is not None):
                     raise CriticRequestError(message, status=status, code=ecode, request_id=rid, attempts=attempt) from None
                 if attempt >= self.retry.max_attempts:
                     raise CriticUnavailableError(f"gave up: {message}", status=status, code=ecode, request_id=rid,

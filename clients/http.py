@@ -6,8 +6,9 @@
 
 Every logical call carries one request id across its retries, so the service answers a
 retry from its request-id cache instead of scoring twice. Retries happen only on
-connection errors, 5xx and 503 (honouring Retry-After); a 4xx raises ``CriticRequestError``
-at once, and giving up raises ``CriticUnavailableError``.
+connection errors, 5xx and 503 (honouring Retry-After) and a proxy's untyped 404 during a
+redeploy; a typed 4xx (409 included) raises ``CriticRequestError`` at once, and giving up
+raises ``CriticUnavailableError``.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def _outcome(resp: httpx.Response | None, exc: Exception | None, policy: RetryPo
         except (ValueError, KeyError, TypeError):
             message, code = resp.text[:200] or resp.reason_phrase, None
         status, retry_after = resp.status_code, parse_retry_after(resp.headers.get("retry-after"))
-        if status not in policy.retry_status:
+        if not policy.should_retry(status, typed=code is not None):
             raise CriticRequestError(message, status=status, code=code, request_id=rid, attempts=attempt)
     if attempt >= policy.max_attempts:
         raise CriticUnavailableError(f"gave up: {message}", status=status, code=code, request_id=rid, attempts=attempt)

@@ -16,6 +16,11 @@ class RetryPolicy:
     jitter: float = 0.25  # +/- fraction of the wait
     retry_status: frozenset = field(default=RETRYABLE_STATUS)
 
+    def should_retry(self, status: int | None, typed: bool) -> bool:
+        """Connection errors (no status), the retryable statuses, and a 404 without the service's typed
+        error body (a proxy answering while the app redeploys); never a typed 4xx: the input is wrong."""
+        return status is None or status in self.retry_status or (status == 404 and not typed)
+
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (attempts count from 1); honours Retry-After."""
         wait = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))

@@ -25,10 +25,13 @@ from critic.errors import CriticError
 from critic.rubrics import RUBRICS
 from serving import critic_pb2 as pb
 from serving.engine import Engine
+from serving.auth import resolve_digests
 from serving.errors import ServiceError
-from serving.grpc_convert import batch_reply, compare_request, compare_reply, score_reply, score_request
-from serving.http import ERROR_RESPONSES, error_response, parse
+from serving.grpc_convert import batch_reply, batch_request, compare_request, compare_reply, score_reply, score_request
+from serving.http import BodyLimits, error_response, parse
+from serving.idempotency import ResultStore, StoreUnavailable
 from serving.metrics import Metrics
+from serving.openapi import ERROR_RESPONSES, METRICS_RESPONSE, PUBLIC, body_doc, document
 from serving.protocol import (
     BatchScoreRequest,
     BatchScoreResponse,
@@ -37,6 +40,7 @@ from serving.protocol import (
     ModelInfo,
     ScoreRequest,
     ScoreResponse,
+    Status,
 )
 from serving.settings import AppSettings, BatchSettings, CriticSettings, IngressSettings
 
@@ -149,21 +153,54 @@ class HandleBackend:
         return await self._call(self.handle, "ready")
 
 
+ResultCache = serve.deployment(name="ResultCache", num_replicas=1, max_ongoing_requests=4096,
+                               ray_actor_options={"num_cpus": 0}, health_check_period_s=5)(ResultStore)
+
+
+class HandleStore:
+    """The shared ``ResultCache`` (one replica) behind the engine's store interface; a Ray
+    failure reaching it is ``StoreUnavailable`` (the engine then scores without it)."""
+
+    def __init__(self, handle: DeploymentHandle):
+        self.handle = handle
+
+    async def _call(self, method: str, *args):
+        try:
+            return await getattr(self.handle, method).remote(*args)
+        except (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError,
+                BackPressureError) as e:
+            raise StoreUnavailable(type(e).__name__) from None
+
+    async def claim(self, key: str, digest: str):
+        return tuple(await self._call("claim", key, digest))
+
+    async def put(self, key: str, digest: str, value: bytes) -> None:
+        await self._call("put", key, digest, value)
+
+    async def release(self, key: str, digest: str) -> None:
+        await self._call("release", key, digest)
+
+
 http = FastAPI(
     title="LiFT critic",
     version="0.1.0",
     description="Scores text-to-video generations (semantic consistency, fidelity, motion) with rationales.",
+    docs_url=None, redoc_url=None,  # served from local assets by serving.openapi.document
 )
+document(http)
 
 
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
 @serve.ingress(http)
 class Ingress:
-    def __init__(self, critic: DeploymentHandle, settings: dict):
-        self.settings = IngressSettings(**settings)
+    def __init__(self, critic: DeploymentHandle, settings: dict, results: DeploymentHandle | None = None):
+        s = self.settings = IngressSettings(**settings)
         self.metrics = Metrics()
-        self.engine = Engine(HandleBackend(critic, self.settings.retry_after_s), self.settings, self.metrics)
-        log.info("ingress up (%s)", f"{len(self.settings.api_keys)} API key(s)" if self.settings.api_keys else "no auth")
+        self.engine = Engine(HandleBackend(critic, s.retry_after_s), s, self.metrics,
+                             store=HandleStore(results) if results is not None else None)
+        self.body_limits = BodyLimits(s.max_request_bytes, s.body_timeout_s, s.body_min_bytes_per_s)
+        n = len(s.api_key_digests)
+        log.info("ingress up (%s)", f"{n} API key(s)" if n else "no auth")
 
     async def _handle(self, route: str, transport: str, auth, work):
         """Auth, metrics and error mapping shared by every route of both transports."""
@@ -171,8 +208,8 @@ class Ingress:
         self.metrics.inflight.inc()
         status = 200
         try:
-            self.engine.authorize(auth)
-            return await work()
+            caller = self.engine.authorize(auth)
+            return await work(caller)
         except ServiceError as e:
             status = e.status
             raise
@@ -194,60 +231,62 @@ class Ingress:
     # ---- HTTP --------------------------------------------------------------------------
 
     @http.post("/score", response_model=ScoreResponse, responses=ERROR_RESPONSES,
-               openapi_extra={"requestBody": {"content": {"application/json": {"schema": ScoreRequest.model_json_schema()}}}})
+               openapi_extra=body_doc(ScoreRequest, files=("video",)))
     async def score(self, request: Request):
         """Score one video: JSON (video_b64 or video_path) or multipart (file field 'video')."""
-        async def work():
-            req, files = await parse(request, ScoreRequest, self.settings.max_request_bytes, files=("video",))
-            return await self.engine.score(req, files.get("video"))
+        async def work(caller):
+            req, files = await parse(request, ScoreRequest, self.body_limits, files=("video",))
+            return await self.engine.score(req, files.get("video"), caller)
 
         return await self._http("/score", request, work)
 
     @http.post("/score/batch", response_model=BatchScoreResponse, responses=ERROR_RESPONSES,
-               openapi_extra={"requestBody": {"content": {"application/json": {"schema": BatchScoreRequest.model_json_schema()}}}})
+               openapi_extra=body_doc(BatchScoreRequest))
     async def score_batch(self, request: Request):
         """Score many videos; each item gets its result or its own error."""
-        async def work():
-            req, _ = await parse(request, BatchScoreRequest, self.settings.max_request_bytes)
-            return await self.engine.score_batch(req)
+        async def work(caller):
+            req, _ = await parse(request, BatchScoreRequest, self.body_limits)
+            return await self.engine.score_batch(req, caller)
 
         return await self._http("/score/batch", request, work)
 
     @http.post("/compare", response_model=CompareResponse, responses=ERROR_RESPONSES,
-               openapi_extra={"requestBody": {"content": {"application/json": {"schema": CompareRequest.model_json_schema()}}}})
+               openapi_extra=body_doc(CompareRequest, files=("video_a", "video_b")))
     async def compare(self, request: Request):
         """P(A better than B) per dimension and overall, with ties (multipart: 'video_a', 'video_b')."""
-        async def work():
-            req, files = await parse(request, CompareRequest, self.settings.max_request_bytes, files=("video_a", "video_b"))
-            return await self.engine.compare(req, files.get("video_a"), files.get("video_b"))
+        async def work(caller):
+            req, files = await parse(request, CompareRequest, self.body_limits, files=("video_a", "video_b"))
+            return await self.engine.compare(req, files.get("video_a"), files.get("video_b"), caller)
 
         return await self._http("/compare", request, work)
 
-    @http.get("/healthz")
+    @http.get("/healthz", response_model=Status, openapi_extra=PUBLIC)
     async def healthz(self):
         """Live: the ingress answers."""
-        return {"status": "ok"}
+        return Status(status="ok")
 
-    @http.get("/readyz")
+    @http.get("/readyz", response_model=Status, responses={503: ERROR_RESPONSES[503]}, openapi_extra=PUBLIC)
     async def readyz(self):
         """Ready only once a critic replica has its weights loaded (and answers)."""
         try:
             await asyncio.wait_for(self.engine.ready(), 2.0)
-            return {"status": "ready"}
+            return Status(status="ready")
         except (ServiceError, asyncio.TimeoutError):
             return error_response(ServiceError("not_ready", "no critic replica with loaded weights yet", retry_after=1))
 
-    @http.get("/metrics")
+    @http.get("/metrics", response_class=Response, responses={**METRICS_RESPONSE, 401: ERROR_RESPONSES[401]})
     async def metrics_endpoint(self, request: Request):
-        async def work():
+        """Prometheus metrics of this ingress replica (text exposition format)."""
+        async def work(caller):
             return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
         return await self._http("/metrics", request, work)
 
-    @http.get("/models", response_model=list[ModelInfo])
+    @http.get("/models", response_model=list[ModelInfo], responses={s: ERROR_RESPONSES[s] for s in (401, 500, 503)})
     async def models(self, request: Request):
-        async def work():
-            return [await self.engine.info()]
+        """The critic behind the service: name, version, rubrics, default sampling, adapters."""
+        async def work(caller):
+            return [ModelInfo(**await self.engine.info())]
 
         return await self._http("/models", request, work)
 
@@ -262,33 +301,50 @@ class Ingress:
             ctx.set_details(e.body().model_dump_json(exclude_none=True))
             return empty
 
+    def _grpc_size(self, request) -> None:
+        """The HTTP body limit, for gRPC messages (Ray's proxy accepts up to 2 GiB)."""
+        size, limit = request.ByteSize(), self.settings.max_request_bytes
+        if size > limit:
+            raise ServiceError("payload_too_large", f"request message is {size} bytes; the limit is {limit}")
+
     async def Score(self, request: pb.ScoreRequest, grpc_context=None) -> pb.ScoreReply:
-        async def work():
-            return score_reply(await self.engine.score(score_request(request), request.video or None))
+        async def work(caller):
+            self._grpc_size(request)
+            return score_reply(await self.engine.score(score_request(request), request.video or None, caller))
 
         return await self._grpc("Score", grpc_context, work, pb.ScoreReply())
 
     async def ScoreBatch(self, request: pb.ScoreBatchRequest, grpc_context=None) -> pb.ScoreBatchReply:
-        async def work():
-            reqs = [score_request(i, with_b64=True) for i in request.items]
-            return batch_reply(await self.engine.score_batch(BatchScoreRequest(items=reqs)))
+        async def work(caller):
+            self._grpc_size(request)
+            return batch_reply(await self.engine.score_batch(batch_request(request), caller))
 
         return await self._grpc("ScoreBatch", grpc_context, work, pb.ScoreBatchReply())
 
     async def Compare(self, request: pb.CompareRequest, grpc_context=None) -> pb.CompareReply:
-        async def work():
-            r = await self.engine.compare(compare_request(request), request.video_a or None, request.video_b or None)
+        async def work(caller):
+            self._grpc_size(request)
+            r = await self.engine.compare(compare_request(request), request.video_a or None, request.video_b or None,
+                                          caller)
             return compare_reply(r)
 
         return await self._grpc("Compare", grpc_context, work, pb.CompareReply())
 
 
 def build_app(args: dict | None = None) -> serve.Application:
-    """Application builder for ``serve run`` / the Serve YAML's ``import_path``."""
+    """Application builder for ``serve run`` / the Serve YAML's ``import_path``.
+
+    API keys named in this process's environment (``serve run``, a RayService pod with the
+    Secret file) join the digests in ``args`` (what ``lift-critic serve`` resolved); a named
+    source that cannot be read fails the deployment instead of serving without auth."""
     settings = AppSettings(**(args or {}))
     critic_settings = settings.critic
     if critic_settings.model and os.path.exists(critic_settings.model):
         critic_settings = critic_settings.model_copy(update={"model": os.path.abspath(critic_settings.model)})
-    allowed = [os.path.abspath(d) for d in settings.ingress.allowed_dirs]
+    ing = settings.ingress
+    digests = sorted(set(ing.api_key_digests) | set(resolve_digests()))
+    ingress = ing.model_copy(update={"allowed_dirs": [os.path.abspath(d) for d in ing.allowed_dirs],
+                                     "api_key_digests": digests})
     critic = CriticDeployment.options(user_config=BatchSettings().model_dump()).bind(critic_settings.model_dump())
-    return Ingress.bind(critic, settings.ingress.model_copy(update={"allowed_dirs": allowed}).model_dump())
+    results = ResultCache.bind(ing.idempotency_cache_bytes, lease_s=ing.request_timeout_s + 30)
+    return Ingress.bind(critic, ingress.model_dump(), results)

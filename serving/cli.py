@@ -12,14 +12,19 @@ from critic import cli as critic_cli
 
 def cmd_serve(args) -> None:
     from serving import launch
+    from serving.auth import resolve_api_keys
 
     overrides = {k: v for k, v in {"model": args.model, "host": args.host, "http_port": args.port,
                                    "grpc_port": args.grpc_port}.items() if v is not None}
+    keys = resolve_api_keys(args.api_keys_file)  # here, once: the deployments get digests, on any Ray cluster
+    if keys:
+        overrides["api_keys"] = keys
     cfg = launch.load_config(args.config, **overrides)
     launch.start(cfg)
     http = cfg["http_options"]
+    auth = f"{len(keys)} API key(s)" if keys else "no API keys"
     print(f"lift-critic serving on http://{http['host']}:{http['port']} and gRPC :{cfg['grpc_options']['port']}"
-          f" (Ctrl-C to stop)", flush=True)
+          f" ({auth}; Ctrl-C to stop)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -38,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="HTTP host (default from the YAML: 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="HTTP port")
     p.add_argument("--grpc-port", type=int, default=None, help="gRPC port")
+    p.add_argument("--api-keys-file", default=None, help="bearer keys, one per line (also: env "
+                   "LIFT_CRITIC_API_KEYS_FILE, LIFT_CRITIC_API_KEYS=k1,k2); only their digests reach the cluster")
     p.set_defaults(func=cmd_serve)
     return ap
 

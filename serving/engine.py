@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import os
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
+
+from pydantic import BaseModel
 
 from critic.base import compare_results, prepare_input
 from critic.errors import CriticError
@@ -25,7 +25,9 @@ from critic.rubrics import get_rubric
 from critic.sampling import FrameSampling
 from critic.types import CriticResult, ScoreInput
 from critic.video import VideoLimits
+from serving.auth import ANONYMOUS, Authorizer
 from serving.errors import ServiceError
+from serving.idempotency import CONFLICT, HIT, ResultStore, StoreUnavailable, content_digest, video_digest
 from serving.metrics import Metrics
 from serving.protocol import (
     BatchItem,
@@ -41,17 +43,31 @@ from serving.protocol import (
 from serving.settings import IngressSettings
 
 
+_NOT_CONTENT = {"request_id", "video_b64", "video_path", "video_a_b64", "video_a_path", "video_b_b64", "video_b_path"}
+
+
 class CriticBackend(Protocol):
     async def score(self, item: ScoreInput) -> CriticResult: ...
     async def info(self) -> dict: ...
     async def ready(self) -> dict: ...
 
 
+class AnswerStore(Protocol):
+    """``serving.idempotency.ResultStore`` or a handle to the shared one (raises ``StoreUnavailable``)."""
+
+    async def claim(self, key: str, digest: str) -> tuple[str, bytes | None]: ...
+    async def put(self, key: str, digest: str, value: bytes) -> None: ...
+    async def release(self, key: str, digest: str) -> None: ...
+
+
 class Engine:
-    def __init__(self, backend: CriticBackend, settings: IngressSettings, metrics: Metrics | None = None):
+    def __init__(self, backend: CriticBackend, settings: IngressSettings, metrics: Metrics | None = None,
+                 store: AnswerStore | None = None):
         self.backend = backend
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.auth = Authorizer(settings.api_key_digests)
+        self.store = store or ResultStore(settings.idempotency_cache_bytes, lease_s=settings.request_timeout_s + 30)
         self.limits = VideoLimits(
             max_bytes=settings.max_video_bytes,
             max_duration_s=settings.max_duration_s,
@@ -59,20 +75,16 @@ class Engine:
             max_pixels=settings.max_pixels,
         )
         self._allowed = [Path(d).resolve() for d in settings.allowed_dirs]
-        self._done: OrderedDict[str, object] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future] = {}
         self._info: dict | None = None
 
     # ---- protection ------------------------------------------------------------------
 
-    def authorize(self, authorization: str | None) -> None:
-        """Bearer-token check (constant time); no keys configured means no auth."""
-        keys = self.settings.api_keys
-        if not keys:
-            return
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.encode(), k.encode()) for k in keys):
+    def authorize(self, authorization: str | None) -> str:
+        """The caller's identity (``anonymous`` without keys); 401 for a missing or wrong key."""
+        caller = self.auth.caller(authorization)
+        if caller is None:
             raise ServiceError("unauthorized", "missing or invalid API key (send 'Authorization: Bearer <key>')")
+        return caller
 
     def resolve_video(self, b64: str | None, path: str | None, upload: bytes | None, what: str = "video") -> bytes | Path:
         given = [x is not None and x != "" for x in (b64, path, upload)]
@@ -88,18 +100,30 @@ class Engine:
             except (binascii.Error, ValueError):
                 raise ServiceError("invalid_request", f"{what}_b64 is not valid base64") from None
         else:
-            return self._allowed_path(path)
+            return self._allowed_path(path, what)
         if len(data) > self.settings.max_video_bytes:
             raise ServiceError("video_too_large", f"{what} is {len(data)} bytes; the limit is {self.settings.max_video_bytes}")
         return data
 
-    def _allowed_path(self, path: str) -> Path:
-        p = Path(path).resolve()
-        if not any(p == d or d in p.parents for d in self._allowed):
-            raise ServiceError("path_not_allowed", f"{path!r} is not under an allowed directory")
-        if not p.is_file():
-            raise ServiceError("invalid_video", f"{path!r} is not a file")
+    def _allowed_path(self, path: str, what: str = "video") -> Path:
+        """The resolved file, if it lies under an allowed directory (symlinks followed first)."""
+        shown = repr(path[:200])
+        if not self._under_allowed(Path(os.path.abspath(path))):  # before touching the file system
+            raise ServiceError("path_not_allowed", f"{shown} is not under an allowed directory")
+        try:
+            p = Path(path).resolve()
+            is_file = p.is_file()
+        except (OSError, RuntimeError, ValueError) as e:  # symlink loop, name too long, NUL byte
+            reason = getattr(e, "strerror", None) or str(e)[:100]
+            raise ServiceError("invalid_path", f"{what}_path {shown} cannot be resolved: {reason}") from None
+        if not self._under_allowed(p):  # a symlink out of the allowed directories
+            raise ServiceError("path_not_allowed", f"{shown} is not under an allowed directory")
+        if not is_file:
+            raise ServiceError("invalid_video", f"{shown} is not a file")
         return p
+
+    def _under_allowed(self, p: Path) -> bool:
+        return any(p == d or d in p.parents for d in self._allowed)
 
     # ---- backend ---------------------------------------------------------------------
 
@@ -133,70 +157,84 @@ class Engine:
         self.metrics.observe_result(result.timings)
         return result
 
-    async def _once(self, request_id: str, work: Callable[[], Awaitable]):
-        """Run ``work`` once per request id: a retry gets the first answer, never a second scoring."""
-        if request_id in self._done:
+    async def _once(self, caller: str, request_id: str, digest: str, model: type[BaseModel],
+                    work: Callable[[], Awaitable[BaseModel]]):
+        """Run ``work`` once per (caller, request id, content): a retry gets the first answer,
+        never a second scoring; the same id with other content is a 409."""
+        key = f"{caller}/{request_id}"
+        try:
+            state, value = await self.store.claim(key, digest)
+        except StoreUnavailable:  # the shared cache is gone: answer without it (recompute, never invent)
+            return await work()
+        if state == CONFLICT:
+            raise ServiceError("request_id_conflict", f"request id {request_id!r} was already used for a different "
+                               "request; use a new id for new content")
+        if state == HIT:
             self.metrics.idempotent_hits.inc()
-            self._done.move_to_end(request_id)
-            return self._done[request_id]
-        if request_id in self._inflight:
-            self.metrics.idempotent_hits.inc()
-            return await asyncio.shield(self._inflight[request_id])
-        fut = asyncio.get_running_loop().create_future()
-        self._inflight[request_id] = fut
+            return model.model_validate_json(value)
         try:
             result = await work()
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: waiting retries re-raise it themselves
+        except BaseException:
+            await self._settle(self.store.release(key, digest))
             raise
-        finally:
-            self._inflight.pop(request_id, None)
-        fut.set_result(result)
-        if self.settings.idempotency_cache_size:
-            self._done[request_id] = result
-            while len(self._done) > self.settings.idempotency_cache_size:
-                self._done.popitem(last=False)
+        await self._settle(self.store.put(key, digest, result.model_dump_json().encode()))
         return result
+
+    @staticmethod
+    async def _settle(call: Awaitable) -> None:
+        try:
+            await call
+        except StoreUnavailable:
+            pass
+
+    async def _source(self, b64, path, upload, what: str = "video") -> tuple[bytes | Path, str]:
+        """The resolved video and its digest (hashing large uploads off the event loop)."""
+        source = self.resolve_video(b64, path, upload, what)
+        try:
+            return source, await asyncio.to_thread(video_digest, source)
+        except OSError as e:
+            raise ServiceError("invalid_video", f"{what} cannot be read: {e.strerror}") from None
 
     # ---- endpoints -------------------------------------------------------------------
 
-    async def score(self, req: ScoreRequest, upload: bytes | None = None) -> ScoreResponse:
+    async def score(self, req: ScoreRequest, upload: bytes | None = None, caller: str = ANONYMOUS) -> ScoreResponse:
         rid = req.request_id or uuid.uuid4().hex
+        t0 = time.perf_counter()
+        source, video = await self._source(req.video_b64, req.video_path, upload)
+        digest = content_digest("score", req.model_dump(exclude=_NOT_CONTENT), [video])
 
         async def work():
-            t0 = time.perf_counter()
-            source = self.resolve_video(req.video_b64, req.video_path, upload)
             item = await self._prepare(req.prompt, source, req.rubric, req.sampling, req.adapter)
             result = await self._score_item(item)
             timings = {**result.timings, "total_s": time.perf_counter() - t0}
             return ScoreResponse(request_id=rid, result=result.to_dict(), timings=timings)
 
-        return await self._once(rid, work)
+        return await self._once(caller, rid, digest, ScoreResponse, work)
 
-    async def score_batch(self, req: BatchScoreRequest) -> BatchScoreResponse:
+    async def score_batch(self, req: BatchScoreRequest, caller: str = ANONYMOUS) -> BatchScoreResponse:
         async def one(item: ScoreRequest) -> BatchItem:
             rid = item.request_id or uuid.uuid4().hex
             try:
-                r = await self.score(item.model_copy(update={"request_id": rid}))
+                r = await self.score(item.model_copy(update={"request_id": rid}), caller=caller)
                 return BatchItem(request_id=rid, result=r.result)
             except ServiceError as e:
                 return BatchItem(request_id=rid, error=ErrorInfo(code=e.code, message=e.message, request_id=rid))
 
         return BatchScoreResponse(items=list(await asyncio.gather(*(one(i) for i in req.items))))
 
-    async def compare(self, req: CompareRequest, upload_a: bytes | None = None, upload_b: bytes | None = None):
+    async def compare(self, req: CompareRequest, upload_a: bytes | None = None, upload_b: bytes | None = None,
+                      caller: str = ANONYMOUS) -> CompareResponse:
         rid = req.request_id or uuid.uuid4().hex
+        t0 = time.perf_counter()
+        src_a, va = await self._source(req.video_a_b64, req.video_a_path, upload_a, "video_a")
+        src_b, vb = await self._source(req.video_b_b64, req.video_b_path, upload_b, "video_b")
+        digest = content_digest("compare", req.model_dump(exclude=_NOT_CONTENT), [va, vb])
 
         async def work():
-            t0 = time.perf_counter()
-            src_a = self.resolve_video(req.video_a_b64, req.video_a_path, upload_a, "video_a")
-            src_b = self.resolve_video(req.video_b_b64, req.video_b_path, upload_b, "video_b")
             a, b = await asyncio.gather(*(self._prepare(req.prompt, s, req.rubric, req.sampling, req.adapter)
                                           for s in (src_a, src_b)))
             ra, rb = await asyncio.gather(self._score_item(a), self._score_item(b))
             result = compare_results(ra, rb, a.rubric)
             return CompareResponse(request_id=rid, result=result.to_dict(), timings={"total_s": time.perf_counter() - t0})
 
-        return await self._once(rid, work)
-
+        return await self._once(caller, rid, digest, CompareResponse, work)

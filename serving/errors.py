@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from pydantic import ValidationError
 
 from serving.protocol import ErrorBody, ErrorInfo
 
@@ -14,9 +15,13 @@ HTTP_STATUS = {
     "invalid_rubric": 422,
     "unknown_rubric": 422,
     "invalid_request": 422,
+    "invalid_path": 422,
     "video_too_large": 413,
     "payload_too_large": 413,
-    "unsupported_media_type": 415,
+    "unsupported_media_type": 415,  # the request's Content-Type
+    "unsupported_media": 415,  # the file is not a video (e.g. a still image), raised by the decoder
+    "body_timeout": 408,
+    "request_id_conflict": 409,
     "unauthorized": 401,
     "path_not_allowed": 403,
     "unknown_adapter": 404,
@@ -33,6 +38,9 @@ GRPC_STATUS = {
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    # a request id already used for other content: the id exists (the retry is not safe)
+    409: grpc.StatusCode.ALREADY_EXISTS,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     415: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
@@ -64,3 +72,10 @@ class ServiceError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, round(self.retry_after)))} if self.retry_after is not None else {}
+
+
+def invalid(e: ValidationError) -> ServiceError:
+    """The first validation failure as a typed 422 (both transports)."""
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return ServiceError("invalid_request", f"{where}: {first['msg']}")

@@ -1,12 +1,38 @@
-"""Protobuf <-> protocol models for the gRPC transport (serving/critic.proto)."""
+"""Protobuf <-> protocol models for the gRPC transport (serving/critic.proto).
+
+Messages are validated by the same pydantic models as HTTP bodies: a failure is the typed
+``invalid_request`` (gRPC INVALID_ARGUMENT), never INTERNAL.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import ValidationError
 
 from serving import critic_pb2 as pb
-from serving.protocol import BatchScoreResponse, CompareRequest, CompareResponse, Sampling, ScoreRequest, ScoreResponse
+from serving.errors import invalid
+from serving.protocol import (
+    BatchScoreRequest,
+    BatchScoreResponse,
+    CompareRequest,
+    CompareResponse,
+    Sampling,
+    ScoreRequest,
+    ScoreResponse,
+)
+
+T = TypeVar("T")
+
+
+def _validated(build: Callable[[], T]) -> T:
+    try:
+        return build()
+    except ValidationError as e:
+        raise invalid(e) from None
 
 
 def sampling(request) -> Sampling | None:
@@ -17,8 +43,7 @@ def sampling(request) -> Sampling | None:
     return Sampling(**fields, **({"fps": s.fps} if s.fps else {}))
 
 
-def score_request(r: pb.ScoreRequest, with_b64: bool = False) -> ScoreRequest:
-    """``with_b64``: carry the bytes inside the request (batch items); else they go as the upload."""
+def _score_request(r: pb.ScoreRequest, with_b64: bool) -> ScoreRequest:
     return ScoreRequest(
         prompt=r.prompt, video_path=r.video_path or None, rubric=r.rubric or None, sampling=sampling(r),
         request_id=r.request_id or None, adapter=r.adapter or None,
@@ -26,27 +51,36 @@ def score_request(r: pb.ScoreRequest, with_b64: bool = False) -> ScoreRequest:
     )
 
 
+def score_request(r: pb.ScoreRequest, with_b64: bool = False) -> ScoreRequest:
+    """``with_b64``: carry the bytes inside the request (batch items); else they go as the upload."""
+    return _validated(lambda: _score_request(r, with_b64))
+
+
+def batch_request(r: pb.ScoreBatchRequest) -> BatchScoreRequest:
+    return _validated(lambda: BatchScoreRequest(items=[_score_request(i, True) for i in r.items]))
+
+
 def score_reply(r: ScoreResponse) -> pb.ScoreReply:
-    return pb.ScoreReply(request_id=r.request_id, reward=r.result["reward"], soft_reward=r.result["soft_reward"],
-                         result_json=json.dumps(r.result), timings_json=json.dumps(r.timings))
+    return pb.ScoreReply(request_id=r.request_id, reward=r.result.reward, soft_reward=r.result.soft_reward,
+                         result_json=r.result.model_dump_json(), timings_json=json.dumps(r.timings))
 
 
 def batch_reply(out: BatchScoreResponse) -> pb.ScoreBatchReply:
     return pb.ScoreBatchReply(items=[
-        pb.BatchItem(request_id=i.request_id, result_json=json.dumps(i.result) if i.result else "",
+        pb.BatchItem(request_id=i.request_id, result_json=i.result.model_dump_json() if i.result else "",
                      error_json=i.error.model_dump_json(exclude_none=True) if i.error else "")
         for i in out.items
     ])
 
 
 def compare_request(r: pb.CompareRequest) -> CompareRequest:
-    return CompareRequest(
+    return _validated(lambda: CompareRequest(
         prompt=r.prompt, video_a_path=r.video_a_path or None, video_b_path=r.video_b_path or None,
         rubric=r.rubric or None, sampling=sampling(r), request_id=r.request_id or None, adapter=r.adapter or None,
-    )
+    ))
 
 
 def compare_reply(r: CompareResponse) -> pb.CompareReply:
-    o = r.result["overall"]
-    return pb.CompareReply(request_id=r.request_id, p_a_better=o["p_a_better"], p_b_better=o["p_b_better"],
-                           p_tie=o["p_tie"], result_json=json.dumps(r.result))
+    o = r.result.overall
+    return pb.CompareReply(request_id=r.request_id, p_a_better=o.p_a_better, p_b_better=o.p_b_better,
+                           p_tie=o.p_tie, result_json=r.result.model_dump_json())

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import yaml
 
+from serving.auth import key_digest
+
 DEFAULT_CONFIG = Path(__file__).parent / "config" / "serve.yaml"
 APP_NAME = "lift-critic"
 
 
 def load_config(path: str | os.PathLike = DEFAULT_CONFIG, **overrides) -> dict:
-    """The YAML as a dict, with overrides: model, http_port, grpc_port, host, api_keys,
-    allowed_dirs, critic (dict merged into args.critic), ingress (dict merged into args.ingress),
+    """The YAML as a dict, with overrides: model, http_port, grpc_port, host, api_keys (plaintext; only
+    their SHA-256 digests enter the config), allowed_dirs, critic (dict merged into args.critic), ingress (dict
+    merged into args.ingress),
     deployments ({name: options} merged into each deployment), user_config (batching)."""
     with open(path) as f:
         cfg = yaml.safe_load(f)
@@ -31,9 +34,10 @@ def load_config(path: str | os.PathLike = DEFAULT_CONFIG, **overrides) -> dict:
         critic["model"] = overrides["model"]
     critic.update(overrides.get("critic", {}))
     ingress.update(overrides.get("ingress", {}))
-    for key in ("api_keys", "allowed_dirs"):
-        if key in overrides:
-            ingress[key] = overrides[key]
+    if "allowed_dirs" in overrides:
+        ingress["allowed_dirs"] = overrides["allowed_dirs"]
+    if "api_keys" in overrides:
+        ingress["api_key_digests"] = sorted({key_digest(k) for k in overrides["api_keys"]})
     if critic.get("model") and os.path.exists(critic["model"]):
         critic["model"] = os.path.abspath(critic["model"])
     ingress["allowed_dirs"] = [os.path.abspath(d) for d in ingress.get("allowed_dirs", [])]

@@ -7,6 +7,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _STRICT = ConfigDict(extra="forbid")
+_EXAMPLE = {"prompt": "a red ball rolls across the grass", "video_path": "/data/videos/ball.mp4",
+            "sampling": {"strategy": "uniform", "frames": 8}, "request_id": "run7-step120-3"}
+
+
+def _strict(*examples: dict) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
 
 
 class Sampling(BaseModel):
@@ -29,24 +35,28 @@ class Sampling(BaseModel):
 class ScoreRequest(BaseModel):
     """One video and its prompt. Exactly one of ``video_b64`` / ``video_path`` (multipart carries the file)."""
 
-    model_config = _STRICT
+    model_config = _strict(_EXAMPLE, {"prompt": "two cats play", "video_b64": "AAAAIGZ0eXBpc29t..."})
     prompt: str = Field(min_length=1, max_length=4000, description="The text the video was generated from.")
     video_b64: str | None = Field(None, description="The video file, base64-encoded (JSON requests).")
     video_path: str | None = Field(None, description="A file under one of the service's allowed directories.")
     rubric: str | None = Field(None, max_length=200, description="Registered rubric name; default: the critic's.")
     sampling: Sampling | None = Field(None, description="Frame sampling; default: the critic's.")
-    request_id: str | None = Field(None, max_length=200, description="Idempotency key: a retry with the same id "
-                                   "returns the first result instead of scoring again.")
+    request_id: str | None = Field(None, max_length=200, description="Idempotency key, scoped to the caller's "
+                                   "API key: a retry with the same id and content returns the first result instead "
+                                   "of scoring again; the same id with other content is a 409.")
     adapter: str | None = Field(None, max_length=200, description="Critic adapter to use (multiplexed critics).")
 
 
 class BatchScoreRequest(BaseModel):
-    model_config = _STRICT
+    model_config = _strict({"items": [_EXAMPLE, {**_EXAMPLE, "request_id": "run7-step120-4"}]})
     items: list[ScoreRequest] = Field(min_length=1, max_length=256)
 
 
 class CompareRequest(BaseModel):
-    model_config = _STRICT
+    """Two videos of one prompt. Exactly one of ``*_b64`` / ``*_path`` per video (or multipart files)."""
+
+    model_config = _strict({"prompt": _EXAMPLE["prompt"], "video_a_path": "/data/videos/a.mp4",
+                            "video_b_path": "/data/videos/b.mp4"})
     prompt: str = Field(min_length=1, max_length=4000)
     video_a_b64: str | None = None
     video_a_path: str | None = None
@@ -71,15 +81,56 @@ class ErrorBody(BaseModel):
     error: ErrorInfo
 
 
+class DimensionResult(BaseModel):
+    """One rubric dimension (mirrors ``critic.types.DimensionResult``)."""
+
+    label: str = Field(description="The hard label: argmax of probabilities.")
+    probabilities: dict[str, float] = Field(description="One entry per rubric label, summing to 1.")
+    score: float = Field(description="Soft score: expectation of the label values under probabilities.")
+    rationale: str | None = Field(None, description="The critic's short explanation, when it gives one.")
+
+
+class ScoreResult(BaseModel):
+    """The critic's result for one video (mirrors ``critic.types.CriticResult``)."""
+
+    dimensions: dict[str, DimensionResult]
+    reward: float = Field(description="Reward from the hard labels, in [0, 1].")
+    soft_reward: float = Field(description="Reward from the label probabilities, in [0, 1].")
+    rubric: str
+    model: str
+    model_version: str
+    sampling: dict[str, Any] = Field(description="The frame sampling that was applied.")
+    frame_indices: list[int]
+    adapter: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class DimensionComparison(BaseModel):
+    p_a_better: float
+    p_b_better: float
+    p_tie: float
+
+
+class CompareResult(BaseModel):
+    """Mirrors ``critic.types.CompareResult``."""
+
+    dimensions: dict[str, DimensionComparison]
+    overall: DimensionComparison
+    a: ScoreResult
+    b: ScoreResult
+
+
 class ScoreResponse(BaseModel):
     request_id: str
-    result: dict[str, Any] = Field(description="The critic's full result (see critic.types.CriticResult).")
+    result: ScoreResult
     timings: dict[str, float]
 
 
 class BatchItem(BaseModel):
+    """Exactly one of ``result`` / ``error``."""
+
     request_id: str
-    result: dict[str, Any] | None = None
+    result: ScoreResult | None = None
     error: ErrorInfo | None = None
 
 
@@ -89,8 +140,12 @@ class BatchScoreResponse(BaseModel):
 
 class CompareResponse(BaseModel):
     request_id: str
-    result: dict[str, Any]
+    result: CompareResult
     timings: dict[str, float]
+
+
+class Status(BaseModel):
+    status: Literal["ok", "ready"]
 
 
 class ModelInfo(BaseModel):

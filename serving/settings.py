@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,9 +33,12 @@ class BatchSettings(BaseModel):
 class IngressSettings(BaseModel):
     """Validation, limits and protection applied by the ingress."""
 
-    model_config = ConfigDict(extra="forbid")
-    api_keys: list[str] = Field(default_factory=list, description="Bearer tokens; empty: no auth. "
-                                "LIFT_CRITIC_API_KEYS (comma-separated) adds more. Never logged.")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # never echo a key into a log
+    api_key_digests: list[Annotated[str, Field(pattern="^[0-9a-f]{64}$")]] = Field(
+        default_factory=list, description="Hex SHA-256 digests of the accepted bearer keys; empty: no auth. "
+        "Filled at launch from --api-keys-file / LIFT_CRITIC_API_KEYS_FILE / LIFT_CRITIC_API_KEYS (serving/auth.py).")
+    api_keys: list[str] = Field(default_factory=list, description="Must stay empty: keys written here would be "
+                                "logged by Ray. Use a keys file or the environment at launch.")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
     max_video_bytes: int = Field(48 * 1024 * 1024, ge=1024, description="Larger videos get 413.")
     max_duration_s: float = Field(60.0, gt=0)
@@ -44,12 +47,17 @@ class IngressSettings(BaseModel):
     allowed_dirs: list[str] = Field(default_factory=list, description="Directories 'video_path' may point into.")
     request_timeout_s: float = Field(120.0, gt=0, le=3600, description="Per-request deadline (504 past it).")
     retry_after_s: float = Field(1.0, gt=0, le=600, description="Retry-After sent with 503.")
-    idempotency_cache_size: int = Field(10000, ge=0, description="Results remembered by request id.")
+    idempotency_cache_bytes: int = Field(256 * 1024 * 1024, ge=0, description="Bytes of answers remembered by "
+                                         "(caller, request id), shared by all ingress replicas; 0: none.")
+    body_timeout_s: float = Field(60.0, gt=0, le=3600, description="A request body must arrive within this (408).")
+    body_min_bytes_per_s: float = Field(16 * 1024, ge=0, description="After a 2 s grace a body slower than this on "
+                                        "average is cut off (408), so trickling clients cannot hold the ingress.")
 
     @model_validator(mode="after")
-    def _env_keys(self):
-        extra = [k.strip() for k in os.environ.get("LIFT_CRITIC_API_KEYS", "").split(",") if k.strip()]
-        self.api_keys = sorted(set(self.api_keys) | set(extra))
+    def _no_plaintext_keys(self):
+        if self.api_keys:
+            raise ValueError("ingress.api_keys must be empty: keys in a Serve config end up in Ray's logs; pass "
+                             "--api-keys-file, LIFT_CRITIC_API_KEYS_FILE or LIFT_CRITIC_API_KEYS at launch")
         return self
 
 
