@@ -67,6 +67,7 @@ class Critic(ABC):
     version: str
     default_rubric: str
     default_sampling: FrameSampling
+    input_side: int | None = None  # largest frame side the model keeps; callers may downscale to it while decoding
 
     def check_rubric(self, rubric: Rubric) -> None:
         if rubric.critic != self.kind:

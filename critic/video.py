@@ -15,8 +15,8 @@ What one decode may hold, whatever the video's length (``VideoLimits``):
 - the decoder's own state: a few reference frames of at most ``max_pixels`` each per
   decoder thread (``decode_threads``), about 3 MB each at 1080p in YUV 4:2:0.
 
-So a request stays under ``max_sampled_pixels * 3 + 8 * max_pixels * 1.5 * decode_threads``
-bytes (~300 MB with the defaults). Time is bounded by ``max_decode_s``; every limit
+So a request stays under ``VideoLimits.memory_bound_bytes()``:
+``3 * max_sampled_pixels + 12 * max_pixels * decode_threads`` bytes (~250 MB with the defaults). Time is bounded by ``max_decode_s``; every limit
 raises ``VideoTooLargeError`` with the limit's name. A still image (PNG, JPEG, ...
 under any file name) raises ``UnsupportedMediaError``: it is not a video.
 """
@@ -57,6 +57,10 @@ class VideoLimits:
                      "max_decode_s", "decode_threads"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"VideoLimits.{name} must be positive")
+
+    def memory_bound_bytes(self) -> int:
+        """What one decode may hold: the kept RGB frames plus ~8 YUV 4:2:0 frames of decoder state per thread."""
+        return 3 * self.max_sampled_pixels + 12 * self.max_pixels * self.decode_threads
 
 
 @dataclass
