@@ -1,9 +1,12 @@
 """Ray Serve application: an ingress (HTTP + gRPC) and an autoscaled, batching critic.
 
     serve run serving/config/serve.yaml        # or: lift-critic serve [--config FILE]
+    serve run serving.app:app                  # the same application, built from that YAML
 
 The critic deployment owns the model and batches requests from all callers with
-``@serve.batch``; batch size and wait are hot settings (``user_config``). The ingress
+``@serve.batch``; batch size and wait are hot settings (``user_config``), and the size also
+bounds the model's own batches. Deployment options (replicas, resources, queues) come only
+from the Serve YAML: the decorators name the deployments and nothing else. The ingress
 validates, decodes off the event loop and maps every failure to one typed error.
 """
 
@@ -28,6 +31,7 @@ from serving.engine import Engine
 from serving.errors import ServiceError
 from serving.grpc_convert import batch_reply, compare_request, compare_reply, score_reply, score_request
 from serving.http import ERROR_RESPONSES, error_response, parse
+from serving.launch import DEFAULT_CONFIG, app_config, load_config
 from serving.metrics import Metrics
 from serving.protocol import (
     BatchScoreRequest,
@@ -41,15 +45,10 @@ from serving.protocol import (
 from serving.settings import AppSettings, BatchSettings, CriticSettings, IngressSettings
 
 log = logging.getLogger("ray.serve")
+CANCELLED = 499  # status label of requests whose caller went away (nginx's "client closed request")
 
 
-@serve.deployment(
-    name="Critic",
-    ray_actor_options={"num_cpus": 0.5},
-    max_ongoing_requests=32,
-    max_queued_requests=128,
-    health_check_period_s=5,
-)
+@serve.deployment(name="Critic")
 class CriticDeployment:
     """Owns the model (and the accelerator). Loads in the constructor, so Serve routes
     requests (and counts an autoscaled replica as up) only once the weights are in."""
@@ -63,8 +62,8 @@ class CriticDeployment:
             torch.set_num_threads(s.torch_threads)
         from critic.loading import load_critic
 
-        kwargs = {} if s.model is None else {"device": s.device, "dtype": s.dtype, "rationale_tokens": s.rationale_tokens}
-        self.critic = load_critic(s.model, **kwargs)  # a failure fails the replica, loudly, in Serve's status
+        # a failure fails the replica, loudly, in Serve's status
+        self.critic = load_critic(s.model, device=s.device, dtype=s.dtype, rationale_tokens=s.rationale_tokens)
         if s.adapters and not hasattr(self.critic, "load_adapter"):
             raise ValueError(f"the {self.critic.kind} critic takes no adapters")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")  # model work, one at a time
@@ -74,6 +73,8 @@ class CriticDeployment:
         b = BatchSettings(**(user_config or {}))
         self._batched.set_max_batch_size(b.max_batch_size)
         self._batched.set_batch_wait_timeout_s(b.batch_wait_timeout_s)
+        if hasattr(self.critic, "max_batch_size"):  # a critic that splits batches runs them whole
+            self.critic.max_batch_size = b.max_batch_size
 
     async def ready(self) -> dict:
         return {"ready": True}
@@ -111,7 +112,7 @@ class CriticDeployment:
             return {"error": e.to_dict()}
         return await self._batched(item)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    @serve.batch  # size and wait: user_config, applied in reconfigure before the first request
     async def _batched(self, items: list):
         loop = asyncio.get_running_loop()
         try:
@@ -156,12 +157,12 @@ http = FastAPI(
 )
 
 
-@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
+@serve.deployment(name="Ingress")
 @serve.ingress(http)
 class Ingress:
     def __init__(self, critic: DeploymentHandle, settings: dict):
         self.settings = IngressSettings(**settings)
-        self.metrics = Metrics()
+        self.metrics = Metrics(cluster=True)
         self.engine = Engine(HandleBackend(critic, self.settings.retry_after_s), self.settings, self.metrics)
         log.info("ingress up (%s)", f"{len(self.settings.api_keys)} API key(s)" if self.settings.api_keys else "no auth")
 
@@ -175,6 +176,10 @@ class Ingress:
             return await work()
         except ServiceError as e:
             status = e.status
+            raise
+        except asyncio.CancelledError:  # the caller went away (or gave up): one line, no traceback
+            status = CANCELLED
+            log.info("%s %s cancelled: the client disconnected or its deadline passed", transport, route)
             raise
         except Exception:
             status = 500
@@ -283,12 +288,33 @@ class Ingress:
         return await self._grpc("Compare", grpc_context, work, pb.CompareReply())
 
 
-def build_app(args: dict | None = None) -> serve.Application:
-    """Application builder for ``serve run`` / the Serve YAML's ``import_path``."""
-    settings = AppSettings(**(args or {}))
+def compose(settings: AppSettings, deployments: dict[str, dict] | None = None) -> serve.Application:
+    """The application: ``settings`` are the Serve YAML's ``args``; ``deployments`` its per-deployment
+    options ({name: options}), applied here when deploying through the Python API."""
+    opts = {name: dict(o) for name, o in (deployments or {}).items()}
+    critic_opts = opts.get("Critic", {})
+    critic_opts["user_config"] = BatchSettings(**critic_opts.get("user_config", {})).model_dump()
     critic_settings = settings.critic
-    if critic_settings.model and os.path.exists(critic_settings.model):
+    if os.path.exists(critic_settings.model):
         critic_settings = critic_settings.model_copy(update={"model": os.path.abspath(critic_settings.model)})
     allowed = [os.path.abspath(d) for d in settings.ingress.allowed_dirs]
-    critic = CriticDeployment.options(user_config=BatchSettings().model_dump()).bind(critic_settings.model_dump())
-    return Ingress.bind(critic, settings.ingress.model_copy(update={"allowed_dirs": allowed}).model_dump())
+    critic = CriticDeployment.options(**critic_opts).bind(critic_settings.model_dump())
+    ingress = settings.ingress.model_copy(update={"allowed_dirs": allowed})
+    return Ingress.options(**opts.get("Ingress", {})).bind(critic, ingress.model_dump())
+
+
+def build_app(args: dict | None = None) -> serve.Application:
+    """Application builder for ``serve run`` / the Serve YAML's ``import_path`` (Serve applies the
+    YAML's deployment options itself)."""
+    return compose(AppSettings(**(args or {})))
+
+
+def from_config(config: dict) -> serve.Application:
+    """The application a Serve config (the YAML as a dict) describes, deployment options included."""
+    app_cfg = app_config(config)
+    deployments = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app_cfg.get("deployments", [])}
+    return compose(AppSettings(**app_cfg.get("args", {})), deployments)
+
+
+# `serve run serving.app:app` / `serve build serving.app:app`: the repo's Serve YAML as an application
+app = from_config(load_config(DEFAULT_CONFIG))
