@@ -14,11 +14,11 @@ from pathlib import Path
 
 import grpc
 
+from clients import critic_pb2 as pb
+from clients import critic_pb2_grpc as pb_grpc
 from clients.errors import CriticRequestError, CriticUnavailableError
 from clients.http import VideoArg
 from clients.retry import RetryPolicy
-from serving import critic_pb2 as pb
-from serving import critic_pb2_grpc as pb_grpc
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
 STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 422, grpc.StatusCode.UNAUTHENTICATED: 401,

@@ -24,9 +24,9 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from clients import critic_pb2 as pb
 from critic.errors import CriticError
 from critic.rubrics import RUBRICS
-from serving import critic_pb2 as pb
 from serving.engine import Engine
 from serving.errors import ServiceError
 from serving.grpc_convert import batch_reply, compare_request, compare_reply, score_reply, score_request
@@ -256,7 +256,7 @@ class Ingress:
 
         return await self._http("/models", request, work)
 
-    # ---- gRPC (method names are the RPCs of serving/critic.proto) ------------------------
+    # ---- gRPC (method names are the RPCs of clients/critic.proto) ------------------------
 
     async def _grpc(self, route: str, ctx, work, empty):
         auth = dict(ctx.invocation_metadata()).get("authorization") if ctx is not None else None

@@ -1,11 +1,11 @@
-"""Protobuf <-> protocol models for the gRPC transport (serving/critic.proto)."""
+"""Protobuf <-> protocol models for the gRPC transport (clients/critic.proto)."""
 
 from __future__ import annotations
 
 import base64
 import json
 
-from serving import critic_pb2 as pb
+from clients import critic_pb2 as pb
 from serving.protocol import BatchScoreResponse, CompareRequest, CompareResponse, Sampling, ScoreRequest, ScoreResponse
 
 

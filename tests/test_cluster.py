@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,6 +53,7 @@ def cluster(tmp_path_factory):
     launch.start(cfg, wait_s=300)
     svc = type("Cluster", (), {})()
     svc.url = f"http://127.0.0.1:{ports['http_port']}"
+    svc.grpc = f"127.0.0.1:{ports['grpc_port']}"
     svc.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     svc.logs = temp / "session_latest" / "logs" / "serve"
     CriticClient(svc.url).wait_ready(300)
@@ -126,3 +128,34 @@ def test_the_cli_gives_the_service_default_result(cluster, clips):
         assert local["dimensions"][name]["label"] == dim["label"]
         assert local["dimensions"][name]["probabilities"] == pytest.approx(dim["probabilities"], abs=1e-4)
     assert local["reward"] == pytest.approx(served["reward"], abs=1e-4)
+
+
+CLIENT_SCRIPT = """
+import importlib.util, json, sys
+from clients import CriticClient
+from clients.grpc import GrpcCriticClient
+video = open(sys.argv[3], "rb").read()
+http = CriticClient(sys.argv[1]).score(video, prompt="a red ball")
+with GrpcCriticClient(sys.argv[2]) as g:
+    rpc = g.score(video, prompt="a red ball")
+heavy = [m for m in ("torch", "transformers", "ray", "numpy", "serving", "critic") if importlib.util.find_spec(m)]
+print(json.dumps({"http": http["result"], "grpc": rpc["result"], "heavy": heavy, "client": sys.modules["clients"].__file__}))
+"""
+
+
+def test_the_client_installs_alone_from_the_repo_and_scores(cluster, clips, tmp_path):
+    venv, src = tmp_path / "venv", tmp_path / "src" / "clients"
+    shutil.copytree(ROOT / "clients", src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    p = subprocess.run([py, "-m", "pip", "install", "-q", f"{src}[grpc]"], capture_output=True, text=True, timeout=600,
+                       env=env)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([py, "-c", CLIENT_SCRIPT, cluster.url, cluster.grpc, str(clips["clean"])], capture_output=True,
+                       text=True, timeout=300, env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["heavy"] == [] and out["client"].startswith(str(venv))  # installed, alone: no torch, ray, serving
+    assert out["http"]["model"] == out["grpc"]["model"] == "lift-critic-tiny"
+    assert out["http"]["dimensions"] == out["grpc"]["dimensions"]
