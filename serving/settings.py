@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from critic.loading import DEFAULT_CRITIC
 from critic.video import VideoLimits
@@ -26,6 +26,11 @@ class CriticSettings(BaseModel):
     torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads on CPU "
                                       "(Ray sets OMP_NUM_THREADS from num_cpus, i.e. 1 for fractional CPUs).")
     load_delay_s: float = Field(0.0, ge=0, le=600, description="Sleep before loading (to exercise readiness).")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _none_is_model_free(cls, value):
+        return "model-free" if value is None else value  # `model: null` / model=None: no checkpoint
 
 
 class BatchSettings(BaseModel):

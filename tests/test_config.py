@@ -56,6 +56,14 @@ def test_batch_user_config_and_limits_are_typed_with_one_set_of_defaults():
     assert "batching" not in AppSettings.model_fields  # batching is the Critic's user_config, only
 
 
+def test_model_none_is_the_model_free_critic_and_the_default_is_the_shipped_one():
+    from critic.loading import DEFAULT_CRITIC
+    from serving.settings import CriticSettings
+
+    assert CriticSettings(model=None).model == "model-free"
+    assert CriticSettings().model == DEFAULT_CRITIC and Path(DEFAULT_CRITIC, "config.json").is_file()
+
+
 def test_unknown_setting_is_an_error():
     with pytest.raises(ValueError, match="extra"):
         AppSettings(critic={"modle": "typo"})
