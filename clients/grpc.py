@@ -15,11 +15,11 @@ from pathlib import Path
 
 import grpc
 
+from clients import critic_pb2 as pb
+from clients import critic_pb2_grpc as pb_grpc
 from clients.errors import CriticRequestError, CriticUnavailableError
 from clients.http import VideoArg
 from clients.retry import RetryPolicy
-from serving import critic_pb2 as pb
-from serving import critic_pb2_grpc as pb_grpc
 
 # gRPC code -> the HTTP status the service's error table gives it; retried as over HTTP (RetryPolicy)
 STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 422, grpc.StatusCode.UNAUTHENTICATED: 401,

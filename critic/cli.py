@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 from critic.errors import CriticError
+from critic.loading import DEFAULT_CRITIC
 
 EXIT_BAD_INPUT = 2
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="the text the video was generated from")
-    p.add_argument("--model", default=None, help="VLM checkpoint folder or hub id (default: the model-free critic)")
+    p.add_argument("--model", default=DEFAULT_CRITIC,
+                   help="VLM checkpoint folder, hub id or 'model-free' (default: the shipped critic, as the service's)")
     p.add_argument("--rubric", default=None, help="registered rubric name or a YAML file (default: the critic's)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--frames", type=int, help="uniform sampling: this many frames (LiFT uses 8)")
@@ -51,8 +53,7 @@ def _critic(args):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
-    kwargs = {} if args.model is None else {"rationale_tokens": args.rationale_tokens, "device": args.device}
-    return load_critic(args.model, **kwargs)
+    return load_critic(args.model, rationale_tokens=args.rationale_tokens, device=args.device)
 
 
 def _inputs(args, critic, videos):

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from critic.base import Critic
+
+# The shipped trained critic (`make critic` rebuilds it): the one default of `lift-critic score`,
+# the service's CriticSettings and so of the Serve YAML and build_app().
+DEFAULT_CRITIC = str(Path(__file__).resolve().parents[1] / "models" / "lift-critic-tiny")
 
 
 def load_critic(model: str | os.PathLike | None = None, **kwargs) -> Critic:

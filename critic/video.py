@@ -44,7 +44,7 @@ _IMAGE_CODECS = frozenset({"png", "apng", "mjpeg", "jpegls", "jpeg2000", "bmp", 
 class VideoLimits:
     """Bounds on what the critic accepts; every check raises ``VideoTooLargeError``."""
 
-    max_bytes: int = 64 * 1024 * 1024
+    max_bytes: int = 48 * 1024 * 1024  # its base64 still fits a 64 MiB request
     max_duration_s: float = 60.0
     max_frames: int = 1800
     max_pixels: int = 1920 * 1080  # per frame (width * height)

@@ -1,5 +1,7 @@
 """Render k8s/rayservice.yaml: a KubeRay RayService whose serveConfigV2 is the repo's Serve
 YAML (serving/config/serve.yaml) with the GPU-cluster overrides below, and nothing else.
+Targets KubeRay v1.7.0 (ray.io/v1); tests validate it against that release's RayService CRD
+(k8s/crd/). How to deploy it: k8s/README.md.
 
     .venv/bin/python k8s/render.py            # rewrite k8s/rayservice.yaml
     .venv/bin/python k8s/render.py --check    # exit 1 if it is out of date (a test runs this)
@@ -16,12 +18,17 @@ import yaml
 from serving.launch import DEFAULT_CONFIG, load_config
 
 OUT = Path(__file__).parent / "rayservice.yaml"
-IMAGE = "ghcr.io/lift-critic/lift-critic:0.1.0"  # built from this repo; holds the checkpoint under /models
+# built from the repo's Dockerfile (CPU; the CUDA variant with --build-arg TORCH_INDEX=...cu128),
+# the shipped tiny critic baked in; the real checkpoint comes from the volume below
+IMAGE = "ghcr.io/lift-critic/lift-critic:0.1.0"
+IMAGE_CUDA = IMAGE + "-cuda"
+API_KEYS_SECRET, API_KEYS_DIR = "lift-critic-api-keys", "/etc/lift-critic/api-keys"
+MODELS_PVC, MODELS_DIR = "lift-critic-models", "/models"
 
 # What differs on a GPU cluster: listen on all interfaces, the real checkpoint, one GPU per critic replica.
 GPU_OVERRIDES = dict(
     host="0.0.0.0",
-    model="/models/lift-critic",
+    model=f"{MODELS_DIR}/lift-critic",
     critic={"dtype": "bfloat16", "device": "cuda"},
     deployments={"Critic": {"ray_actor_options": {"num_cpus": 4, "num_gpus": 1},
                             "autoscaling_config": {"min_replicas": 1, "max_replicas": 8, "target_ongoing_requests": 8,
@@ -31,7 +38,8 @@ GPU_OVERRIDES = dict(
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data):  # write shared pieces out in full: no &id001 / *id001 in a manifest
+        return True
 
 
 def _str(dumper, value: str):
@@ -42,12 +50,26 @@ def _str(dumper, value: str):
 _Dumper.add_representer(str, _str)
 
 
+# KubeRay's serve Service publishes the container ports named `serve` or `serve-*`
+SERVE_PORTS = [{"containerPort": 8000, "name": "serve"}, {"containerPort": 9000, "name": "serve-grpc"}]
+# the ingress resolves its API keys at start from the file LIFT_CRITIC_API_KEYS_FILE names (one per line)
+KEYS_ENV = [{"name": "LIFT_CRITIC_API_KEYS_FILE", "value": f"{API_KEYS_DIR}/keys"}]
+KEYS_VOLUME = {"name": "api-keys", "secret": {"secretName": API_KEYS_SECRET}}
+KEYS_MOUNT = {"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True}
+MODELS_VOLUME = {"name": "models", "persistentVolumeClaim": {"claimName": MODELS_PVC, "readOnly": True}}
+MODELS_MOUNT = {"name": "models", "mountPath": MODELS_DIR, "readOnly": True}
+GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def _pod(name: str, image: str, resources: dict, ports: list, volumes: list, mounts: list, **spec) -> dict:
+    container = {"name": name, "image": image, "env": KEYS_ENV, "resources": {"limits": resources, "requests": resources},
+                 "ports": ports, "volumeMounts": mounts}
+    return {"spec": {"containers": [container], "volumes": volumes, **spec}}
+
+
 def render() -> str:
     serve_config = load_config(DEFAULT_CONFIG, **GPU_OVERRIDES)
-    container = lambda name, res, ports=None: {  # noqa: E731
-        "name": name, "image": IMAGE, "resources": {"limits": res, "requests": res},
-        **({"ports": ports} if ports else {}),
-    }
+    head_ports = [{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"}, *SERVE_PORTS]
     manifest = {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
@@ -58,24 +80,24 @@ def render() -> str:
                 "rayVersion": "2.60.0",
                 "headGroupSpec": {
                     "rayStartParams": {"num-cpus": "0"},
-                    "template": {"spec": {"containers": [container(
-                        "ray-head", {"cpu": "4", "memory": "16Gi"},
-                        [{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
-                         {"containerPort": 8000, "name": "serve"}, {"containerPort": 9000, "name": "grpc"}],
-                    )]}},
+                    "template": _pod("ray-head", IMAGE, {"cpu": "4", "memory": "16Gi"}, head_ports,
+                                     [KEYS_VOLUME], [KEYS_MOUNT]),
                 },
                 "workerGroupSpecs": [{
                     "groupName": "gpu",
                     "replicas": 1, "minReplicas": 1, "maxReplicas": 8,
                     "rayStartParams": {},
-                    "template": {"spec": {"containers": [container(
-                        "ray-worker", {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "1"})]}},
+                    "template": _pod("ray-worker", IMAGE_CUDA, {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "1"},
+                                     SERVE_PORTS, [KEYS_VOLUME, MODELS_VOLUME], [KEYS_MOUNT, MODELS_MOUNT],
+                                     tolerations=GPU_TOLERATIONS),
                 }],
                 "enableInTreeAutoscaling": True,
             },
         },
     }
-    header = "# Generated by k8s/render.py from serving/config/serve.yaml; edit those, then re-render.\n"
+    header = ("# Generated by k8s/render.py from serving/config/serve.yaml; edit those, then re-render.\n"
+              "# KubeRay v1.7.0 (ray.io/v1). Needs the Secret lift-critic-api-keys and the PVC lift-critic-models:"
+              " k8s/README.md.\n")
     return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False)
 
 

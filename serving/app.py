@@ -1,9 +1,12 @@
 """Ray Serve application: an ingress (HTTP + gRPC) and an autoscaled, batching critic.
 
     serve run serving/config/serve.yaml        # or: lift-critic serve [--config FILE]
+    serve run serving.app:app                  # the same application, built from that YAML
 
 The critic deployment owns the model and batches requests from all callers with
-``@serve.batch``; batch size and wait are hot settings (``user_config``). The ingress
+``@serve.batch``; batch size and wait are hot settings (``user_config``), and the size also
+bounds the model's own batches. Deployment options (replicas, resources, queues) come only
+from the Serve YAML: the decorators name the deployments and nothing else. The ingress
 validates, decodes off the event loop and maps every failure to one typed error.
 """
 
@@ -21,15 +24,16 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from clients import critic_pb2 as pb
 from critic.errors import CriticError
 from critic.rubrics import RUBRICS
-from serving import critic_pb2 as pb
-from serving.engine import Engine
 from serving.auth import resolve_digests
+from serving.engine import Engine
 from serving.errors import ServiceError
 from serving.grpc_convert import batch_reply, batch_request, compare_request, compare_reply, score_reply, score_request
 from serving.http import BodyLimits, error_response, parse
 from serving.idempotency import ResultStore, StoreUnavailable
+from serving.launch import DEFAULT_CONFIG, app_config, load_config
 from serving.metrics import Metrics
 from serving.openapi import ERROR_RESPONSES, METRICS_RESPONSE, PUBLIC, body_doc, document
 from serving.protocol import (
@@ -45,15 +49,10 @@ from serving.protocol import (
 from serving.settings import AppSettings, BatchSettings, CriticSettings, IngressSettings
 
 log = logging.getLogger("ray.serve")
+CANCELLED = 499  # status label of requests whose caller went away (nginx's "client closed request")
 
 
-@serve.deployment(
-    name="Critic",
-    ray_actor_options={"num_cpus": 0.5},
-    max_ongoing_requests=32,
-    max_queued_requests=128,
-    health_check_period_s=5,
-)
+@serve.deployment(name="Critic")
 class CriticDeployment:
     """Owns the model (and the accelerator). Loads in the constructor, so Serve routes
     requests (and counts an autoscaled replica as up) only once the weights are in."""
@@ -67,8 +66,8 @@ class CriticDeployment:
             torch.set_num_threads(s.torch_threads)
         from critic.loading import load_critic
 
-        kwargs = {} if s.model is None else {"device": s.device, "dtype": s.dtype, "rationale_tokens": s.rationale_tokens}
-        self.critic = load_critic(s.model, **kwargs)  # a failure fails the replica, loudly, in Serve's status
+        # a failure fails the replica, loudly, in Serve's status
+        self.critic = load_critic(s.model, device=s.device, dtype=s.dtype, rationale_tokens=s.rationale_tokens)
         if s.adapters and not hasattr(self.critic, "load_adapter"):
             raise ValueError(f"the {self.critic.kind} critic takes no adapters")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")  # model work, one at a time
@@ -78,6 +77,8 @@ class CriticDeployment:
         b = BatchSettings(**(user_config or {}))
         self._batched.set_max_batch_size(b.max_batch_size)
         self._batched.set_batch_wait_timeout_s(b.batch_wait_timeout_s)
+        if hasattr(self.critic, "max_batch_size"):  # a critic that splits batches runs them whole
+            self.critic.max_batch_size = b.max_batch_size
 
     async def ready(self) -> dict:
         return {"ready": True}
@@ -115,7 +116,7 @@ class CriticDeployment:
             return {"error": e.to_dict()}
         return await self._batched(item)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    @serve.batch  # size and wait: user_config, applied in reconfigure before the first request
     async def _batched(self, items: list):
         loop = asyncio.get_running_loop()
         try:
@@ -153,8 +154,7 @@ class HandleBackend:
         return await self._call(self.handle, "ready")
 
 
-ResultCache = serve.deployment(name="ResultCache", num_replicas=1, max_ongoing_requests=4096,
-                               ray_actor_options={"num_cpus": 0}, health_check_period_s=5)(ResultStore)
+ResultCache = serve.deployment(name="ResultCache")(ResultStore)  # options: the Serve YAML
 
 
 class HandleStore:
@@ -190,12 +190,12 @@ http = FastAPI(
 document(http)
 
 
-@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
+@serve.deployment(name="Ingress")
 @serve.ingress(http)
 class Ingress:
     def __init__(self, critic: DeploymentHandle, settings: dict, results: DeploymentHandle | None = None):
         s = self.settings = IngressSettings(**settings)
-        self.metrics = Metrics()
+        self.metrics = Metrics(cluster=True)
         self.engine = Engine(HandleBackend(critic, s.retry_after_s), s, self.metrics,
                              store=HandleStore(results) if results is not None else None)
         self.body_limits = BodyLimits(s.max_request_bytes, s.body_timeout_s, s.body_min_bytes_per_s)
@@ -212,6 +212,10 @@ class Ingress:
             return await work(caller)
         except ServiceError as e:
             status = e.status
+            raise
+        except asyncio.CancelledError:  # the caller went away (or gave up): one line, no traceback
+            status = CANCELLED
+            log.info("%s %s cancelled: the client disconnected or its deadline passed", transport, route)
             raise
         except Exception:
             status = 500
@@ -290,7 +294,7 @@ class Ingress:
 
         return await self._http("/models", request, work)
 
-    # ---- gRPC (method names are the RPCs of serving/critic.proto) ------------------------
+    # ---- gRPC (method names are the RPCs of clients/critic.proto) ------------------------
 
     async def _grpc(self, route: str, ctx, work, empty):
         auth = dict(ctx.invocation_metadata()).get("authorization") if ctx is not None else None
@@ -331,20 +335,41 @@ class Ingress:
         return await self._grpc("Compare", grpc_context, work, pb.CompareReply())
 
 
-def build_app(args: dict | None = None) -> serve.Application:
-    """Application builder for ``serve run`` / the Serve YAML's ``import_path``.
+def compose(settings: AppSettings, deployments: dict[str, dict] | None = None) -> serve.Application:
+    """The application: ``settings`` are the Serve YAML's ``args``; ``deployments`` its per-deployment
+    options ({name: options}), applied here when deploying through the Python API.
 
     API keys named in this process's environment (``serve run``, a RayService pod with the
     Secret file) join the digests in ``args`` (what ``lift-critic serve`` resolved); a named
     source that cannot be read fails the deployment instead of serving without auth."""
-    settings = AppSettings(**(args or {}))
+    opts = {name: dict(o) for name, o in (deployments or {}).items()}
+    critic_opts = opts.get("Critic", {})
+    critic_opts["user_config"] = BatchSettings(**critic_opts.get("user_config", {})).model_dump()
     critic_settings = settings.critic
-    if critic_settings.model and os.path.exists(critic_settings.model):
+    if os.path.exists(critic_settings.model):
         critic_settings = critic_settings.model_copy(update={"model": os.path.abspath(critic_settings.model)})
     ing = settings.ingress
     digests = sorted(set(ing.api_key_digests) | set(resolve_digests()))
     ingress = ing.model_copy(update={"allowed_dirs": [os.path.abspath(d) for d in ing.allowed_dirs],
                                      "api_key_digests": digests})
-    critic = CriticDeployment.options(user_config=BatchSettings().model_dump()).bind(critic_settings.model_dump())
-    results = ResultCache.bind(ing.idempotency_cache_bytes, lease_s=ing.request_timeout_s + 30)
-    return Ingress.bind(critic, ingress.model_dump(), results)
+    critic = CriticDeployment.options(**critic_opts).bind(critic_settings.model_dump())
+    results = ResultCache.options(**opts.get("ResultCache", {})).bind(ing.idempotency_cache_bytes,
+                                                                      lease_s=ing.request_timeout_s + 30)
+    return Ingress.options(**opts.get("Ingress", {})).bind(critic, ingress.model_dump(), results)
+
+
+def build_app(args: dict | None = None) -> serve.Application:
+    """Application builder for ``serve run`` / the Serve YAML's ``import_path`` (Serve applies the
+    YAML's deployment options itself)."""
+    return compose(AppSettings(**(args or {})))
+
+
+def from_config(config: dict) -> serve.Application:
+    """The application a Serve config (the YAML as a dict) describes, deployment options included."""
+    app_cfg = app_config(config)
+    deployments = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app_cfg.get("deployments", [])}
+    return compose(AppSettings(**app_cfg.get("args", {})), deployments)
+
+
+# `serve run serving.app:app` / `serve build serving.app:app`: the repo's Serve YAML as an application
+app = from_config(load_config(DEFAULT_CONFIG))

@@ -15,6 +15,7 @@ from clients import CriticClient
 from critic.data.synthetic import Scene, render
 from critic.video import encode_video
 from serving import launch
+from serving.settings import AppSettings
 
 
 def _free(port: int) -> int:
@@ -48,8 +49,8 @@ def main(argv=None) -> None:
     cfg = launch.load_config(args.config, **overrides)
     url = f"http://{cfg['http_options']['host']}:{cfg['http_options']['port']}"
     t0 = time.perf_counter()
-    print(f"starting the service at {url} (critic: {cfg['applications'][0]['args']['critic'].get('model')}) ...",
-          flush=True)
+    critic = AppSettings(**launch.app_config(cfg).get("args", {})).critic.model
+    print(f"starting the service at {url} (critic: {critic}) ...", flush=True)
     try:
         launch.start(cfg)
         with CriticClient(url) as client:

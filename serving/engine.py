@@ -26,7 +26,6 @@ from critic.errors import CriticError
 from critic.rubrics import get_rubric
 from critic.sampling import FrameSampling
 from critic.types import CriticResult, ScoreInput
-from critic.video import VideoLimits
 from serving.auth import ANONYMOUS, Authorizer
 from serving.errors import ServiceError
 from serving.idempotency import CONFLICT, HIT, ResultStore, StoreUnavailable, content_digest, video_digest
@@ -70,15 +69,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.auth = Authorizer(settings.api_key_digests)
         self.store = store or ResultStore(settings.idempotency_cache_bytes, lease_s=settings.request_timeout_s + 30)
-        self.limits = VideoLimits(
-            max_bytes=settings.max_video_bytes,
-            max_duration_s=settings.max_duration_s,
-            max_frames=settings.max_frames,
-            max_pixels=settings.max_pixels,
-            max_sampled_pixels=settings.max_sampled_pixels,
-            max_decode_s=settings.max_decode_s,
-            decode_threads=settings.decode_threads,
-        )
+        self.limits = settings.video_limits()
         # decodes run in their own bounded pool: a cancelled request's decode still holds its slot until it
         # ends, so no more than max_concurrent_decodes ever run at once, whatever the traffic
         self._decodes = ThreadPoolExecutor(settings.max_concurrent_decodes, thread_name_prefix="decode")

@@ -1,4 +1,4 @@
-"""Protobuf <-> protocol models for the gRPC transport (serving/critic.proto).
+"""Protobuf <-> protocol models for the gRPC transport (clients/critic.proto).
 
 Messages are validated by the same pydantic models as HTTP bodies: a failure is the typed
 ``invalid_request`` (gRPC INVALID_ARGUMENT), never INTERNAL.
@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from serving import critic_pb2 as pb
+from clients import critic_pb2 as pb
 from serving.errors import invalid
 from serving.protocol import (
     BatchScoreRequest,

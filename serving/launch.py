@@ -1,7 +1,9 @@
-"""Start the service from the Serve YAML on a local (or given) Ray cluster, as `serve run` does.
+"""Start the service from the Serve YAML on a local (or given) Ray cluster, as `serve run` does,
+through Ray Serve's public API.
 
-Overrides (model, ports, keys, directories) are applied to the YAML's typed schema before
-deploying, so what runs is always that one document plus explicit changes.
+Overrides (model, ports, keys, directories) are applied to the YAML before it is validated
+(Ray's schema and ours) and deployed, so what runs is always that one document plus explicit
+changes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def load_config(path: str | os.PathLike = DEFAULT_CONFIG, **overrides) -> dict:
     with open(path) as f:
         cfg = yaml.safe_load(f)
     cfg = copy.deepcopy(cfg)
-    app = next(a for a in cfg["applications"] if a["name"] == APP_NAME)
+    app = app_config(cfg)
     args = app.setdefault("args", {})
     critic, ingress = args.setdefault("critic", {}), args.setdefault("ingress", {})
     if "model" in overrides:
@@ -38,9 +40,6 @@ def load_config(path: str | os.PathLike = DEFAULT_CONFIG, **overrides) -> dict:
         ingress["allowed_dirs"] = overrides["allowed_dirs"]
     if "api_keys" in overrides:
         ingress["api_key_digests"] = sorted({key_digest(k) for k in overrides["api_keys"]})
-    if critic.get("model") and os.path.exists(critic["model"]):
-        critic["model"] = os.path.abspath(critic["model"])
-    ingress["allowed_dirs"] = [os.path.abspath(d) for d in ingress.get("allowed_dirs", [])]
     if "host" in overrides:
         cfg["http_options"]["host"] = overrides["host"]
     if "http_port" in overrides:
@@ -51,27 +50,47 @@ def load_config(path: str | os.PathLike = DEFAULT_CONFIG, **overrides) -> dict:
         dep.update(overrides.get("deployments", {}).get(dep["name"], {}))
         if dep["name"] == "Critic" and "user_config" in overrides:
             dep["user_config"] = {**dep.get("user_config", {}), **overrides["user_config"]}
+    validate(cfg)
     return cfg
+
+
+def app_config(config: dict) -> dict:
+    """The lift-critic application's entry of a Serve config."""
+    return next(a for a in config["applications"] if a["name"] == APP_NAME)
+
+
+def validate(config: dict) -> None:
+    """Ray's schema of the whole document, ours of the app's args and the critic's batching."""
+    from ray.serve.schema import ServeDeploySchema
+
+    from serving.settings import AppSettings, BatchSettings
+
+    ServeDeploySchema.model_validate(config)
+    app = app_config(config)
+    AppSettings(**app.get("args", {}))
+    for dep in app.get("deployments", []):
+        if dep["name"] == "Critic":
+            BatchSettings(**dep.get("user_config", {}))
 
 
 def start(config: dict, wait_s: float | None = 180.0) -> None:
     """Deploy ``config`` (a Serve YAML dict); wait until the application is RUNNING
     (``wait_s=None``: return at once, while replicas are still starting)."""
     import ray
-    from ray.serve._private import api as serve_api
-    from ray.serve.config import gRPCOptions
-    from ray.serve.schema import ServeDeploySchema
+    from ray import serve
 
-    schema = ServeDeploySchema.model_validate(config)
+    from serving.app import from_config
+
+    validate(config)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
-    client = serve_api.serve_start(
-        http_options=schema.http_options.model_dump(),
-        proxy_location=schema.proxy_location,
-        grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
-    )
-    client.deploy_apps(schema, _blocking=False)
+    serve.start(proxy_location=config.get("proxy_location"), http_options=config.get("http_options"),
+                grpc_options=config.get("grpc_options"))
+    app = app_config(config)
+    # run_many (not run) so the call returns while replicas still load: readiness is then observable
+    serve.run_many([serve.RunTarget(from_config(config), name=APP_NAME, route_prefix=app.get("route_prefix", "/"))],
+                   wait_for_applications_running=False)
     if wait_s is not None:
         wait_running(wait_s)
 

@@ -1,17 +1,23 @@
-"""Typed settings of the service: one source of truth, filled from the Serve YAML's ``args``."""
+"""Typed settings of the service: one source of truth, filled from the Serve YAML's ``args``
+(the critic and the ingress) and the Critic deployment's ``user_config`` (batching).
+Deployment options (replicas, resources, queue bounds) live only in the YAML's ``deployments``."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from critic.loading import DEFAULT_CRITIC
+from critic.video import VideoLimits
 
 
 class CriticSettings(BaseModel):
     """What the critic deployment loads and how it batches (hot settings: ``user_config``)."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(None, description="VLM checkpoint folder or hub id; none: the model-free critic.")
+    model: str = Field(DEFAULT_CRITIC, description="VLM checkpoint folder or hub id, or 'model-free'; default: "
+                       "the shipped trained critic (models/lift-critic-tiny), as for `lift-critic score`.")
     device: str | None = Field(None, description="torch device; default cuda when available, else cpu.")
     dtype: str | None = Field(None, description="torch dtype name, e.g. 'bfloat16'; default: the checkpoint's.")
     rationale_tokens: int = Field(32, ge=0, le=512, description="Bound on rationale length; 0 switches it off.")
@@ -21,9 +27,15 @@ class CriticSettings(BaseModel):
                                       "(Ray sets OMP_NUM_THREADS from num_cpus, i.e. 1 for fractional CPUs).")
     load_delay_s: float = Field(0.0, ge=0, le=600, description="Sleep before loading (to exercise readiness).")
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _none_is_model_free(cls, value):
+        return "model-free" if value is None else value  # `model: null` / model=None: no checkpoint
+
 
 class BatchSettings(BaseModel):
-    """Dynamic batching of the critic deployment; hot-reloadable through ``user_config``."""
+    """Dynamic batching of the critic deployment: its ``user_config`` (hot-reloadable). The
+    size bounds both the Serve batch and the batches the model runs."""
 
     model_config = ConfigDict(extra="forbid")
     max_batch_size: int = Field(8, ge=1, le=256, description="Largest batch sent to the model.")
@@ -40,14 +52,17 @@ class IngressSettings(BaseModel):
     api_keys: list[str] = Field(default_factory=list, description="Must stay empty: keys written here would be "
                                 "logged by Ray. Use a keys file or the environment at launch.")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
-    max_video_bytes: int = Field(48 * 1024 * 1024, ge=1024, description="Larger videos get 413.")
-    max_duration_s: float = Field(60.0, gt=0)
-    max_frames: int = Field(1800, ge=1)
-    max_pixels: int = Field(1920 * 1080, ge=1, description="Largest frame (width x height) accepted.")
-    max_sampled_pixels: int = Field(32 * 1920 * 1080, ge=1, description="Pixels of all sampled frames of one "
-                                    "video together, after downscaling to the critic's input side (3 bytes each).")
-    max_decode_s: float = Field(60.0, gt=0, le=3600, description="Wall-clock bound on decoding one video (413).")
-    decode_threads: int = Field(2, ge=1, le=16, description="Codec threads per decode.")
+    # the video limits' defaults are the decoder's (critic.video.VideoLimits): one set
+    max_video_bytes: int = Field(VideoLimits.max_bytes, ge=1024, description="Larger videos get 413.")
+    max_duration_s: float = Field(VideoLimits.max_duration_s, gt=0, description="Longer videos get 413.")
+    max_frames: int = Field(VideoLimits.max_frames, ge=1, description="Videos with more frames get 413.")
+    max_pixels: int = Field(VideoLimits.max_pixels, ge=1, description="Larger frames (width x height) get 413.")
+    max_sampled_pixels: int = Field(VideoLimits.max_sampled_pixels, ge=1, description="Pixels of all sampled frames "
+                                    "of one video together, after downscaling to the critic's input side (3 bytes "
+                                    "each); more get 413.")
+    max_decode_s: float = Field(VideoLimits.max_decode_s, gt=0, le=3600, description="Wall-clock bound on decoding "
+                                "one video (413 past it).")
+    decode_threads: int = Field(VideoLimits.decode_threads, ge=1, le=16, description="Codec threads per decode.")
     max_concurrent_decodes: int = Field(4, ge=1, le=64, description="Decodes running at once per ingress replica "
                                         "(the rest queue): decode memory stays under max_concurrent_decodes x "
                                         "VideoLimits.memory_bound_bytes() (~1 GB with the defaults).")
@@ -59,6 +74,12 @@ class IngressSettings(BaseModel):
     body_timeout_s: float = Field(60.0, gt=0, le=3600, description="A request body must arrive within this (408).")
     body_min_bytes_per_s: float = Field(16 * 1024, ge=0, description="After a 2 s grace a body slower than this on "
                                         "average is cut off (408), so trickling clients cannot hold the ingress.")
+
+    def video_limits(self) -> VideoLimits:
+        return VideoLimits(max_bytes=self.max_video_bytes, max_duration_s=self.max_duration_s,
+                           max_frames=self.max_frames, max_pixels=self.max_pixels,
+                           max_sampled_pixels=self.max_sampled_pixels, max_decode_s=self.max_decode_s,
+                           decode_threads=self.decode_threads)
 
     @model_validator(mode="after")
     def _no_plaintext_keys(self):
@@ -73,5 +94,4 @@ class AppSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     critic: CriticSettings = Field(default_factory=CriticSettings)
-    batching: BatchSettings = Field(default_factory=BatchSettings)
     ingress: IngressSettings = Field(default_factory=IngressSettings)

@@ -20,8 +20,8 @@ def test_score_with_the_tiny_vlm(tiny_vlm_path, clips):
     assert out["model"] == "tiny-idefics3" and 0.05 <= out["reward"] <= 0.9
 
 
-def test_score_model_free_by_default(clips):
-    p = run("score", clips["flicker"], "--prompt", "a red ball")
+def test_score_model_free(clips):
+    p = run("score", clips["flicker"], "--prompt", "a red ball", "--model", "model-free")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["model"] == "model-free" and out["rubric"] == "signal"

@@ -1,5 +1,6 @@
 """One source of configuration truth: the Serve YAML, its schema, and the KubeRay manifest."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,48 @@ def test_serve_yaml_validates_against_ray_and_our_schema():
     (app,) = cfg["applications"]
     AppSettings(**app["args"])  # extra keys are errors
     assert cfg["http_options"]["host"] == "127.0.0.1"  # loopback by default
+
+
+def test_serve_build_of_the_module_level_app_carries_the_yaml_options(tmp_path):
+    out = tmp_path / "built.yaml"
+    serve = Path(sys.executable).with_name("serve")
+    p = subprocess.run([str(serve), "build", "serving.app:app", "-o", str(out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr
+    (built,) = yaml.safe_load(out.read_text())["applications"]
+    assert built["import_path"] == "serving.app:app"
+    (repo,) = load_config(DEFAULT_CONFIG)["applications"]
+    got_by_name = {d["name"]: d for d in built["deployments"]}
+    assert set(got_by_name) == {d["name"] for d in repo["deployments"]}
+    for want in repo["deployments"]:
+        got = got_by_name[want["name"]]
+        for key, value in want.items():  # every option the YAML sets, and nothing from the decorators
+            assert got[key] == value, (want["name"], key)
+
+
+def test_decorators_set_no_deployment_option():
+    from serving.app import CriticDeployment, Ingress, ResultCache
+
+    for dep in (CriticDeployment, Ingress, ResultCache):
+        assert dep._deployment_config.user_configured_option_names <= {"name"}, dep.name  # Serve requires the name
+
+
+def test_batch_user_config_and_limits_are_typed_with_one_set_of_defaults():
+    from critic.video import VideoLimits
+    from serving.settings import IngressSettings
+
+    with pytest.raises(ValueError, match="max_batch_size"):
+        load_config(DEFAULT_CONFIG, user_config={"max_batch_size": 0})
+    assert IngressSettings().video_limits() == VideoLimits()
+    assert "batching" not in AppSettings.model_fields  # batching is the Critic's user_config, only
+
+
+def test_model_none_is_the_model_free_critic_and_the_default_is_the_shipped_one():
+    from critic.loading import DEFAULT_CRITIC
+    from serving.settings import CriticSettings
+
+    assert CriticSettings(model=None).model == "model-free"
+    assert CriticSettings().model == DEFAULT_CRITIC and Path(DEFAULT_CRITIC, "config.json").is_file()
 
 
 def test_unknown_setting_is_an_error():

@@ -17,7 +17,7 @@ import pytest
 
 from clients import CriticClient, CriticRequestError, CriticUnavailableError, RetryPolicy
 from clients.grpc import GrpcCriticClient
-from serving import critic_pb2 as pb
+from clients import critic_pb2 as pb
 
 pytestmark = pytest.mark.timeout(900)
 PROMPT = "a red ball rolls across the grass"
@@ -186,7 +186,7 @@ def test_grpc_validation_is_invalid_argument_and_not_retried(svc, call, code):
 
 def test_grpc_message_over_the_limit_is_resource_exhausted(svc):
     channel = grpc.insecure_channel(svc.grpc, options=[("grpc.max_send_message_length", 64 << 20)])
-    stub = __import__("serving.critic_pb2_grpc", fromlist=["x"]).CriticServiceStub(channel)
+    stub = __import__("clients.critic_pb2_grpc", fromlist=["x"]).CriticServiceStub(channel)
     md = [("application", "lift-critic"), ("authorization", f"Bearer {K1}")]
     with pytest.raises(grpc.RpcError) as e:
         stub.ScoreBatch(pb.ScoreBatchRequest(items=[pb.ScoreRequest(prompt=PROMPT, video=b"\0" * 400_000)] * 4),
@@ -296,7 +296,8 @@ def test_clients_ride_out_a_redeploy(svc, clips):
 
     from ray import serve
 
-    from serving import critic_pb2_grpc, launch
+    from clients import critic_pb2_grpc
+    from serving import launch
 
     serve.delete("lift-critic")
     r = httpx.post(f"{svc.url}/score", headers=H1, json={"prompt": PROMPT, "video_path": str(clips["clean"])})
@@ -341,7 +342,6 @@ def test_bomb_class_videos_keep_the_ingress_within_its_memory_bound(svc, tmp_pat
     import numpy as np
     import ray
 
-    from critic.video import VideoLimits
     from serving.settings import IngressSettings
 
     path = tmp_path / "bomb.mp4"
@@ -373,9 +373,7 @@ def test_bomb_class_videos_keep_the_ingress_within_its_memory_bound(svc, tmp_pat
         assert r.status_code == 200, r.text
         assert len(r.json()["result"]["frame_indices"]) == 8
     settings = IngressSettings(**svc.cfg["applications"][0]["args"]["ingress"])
-    limits = VideoLimits(max_pixels=settings.max_pixels, max_sampled_pixels=settings.max_sampled_pixels,
-                         decode_threads=settings.decode_threads)
-    bound_mb = settings.max_concurrent_decodes * limits.memory_bound_bytes() / 2**20
+    bound_mb = settings.max_concurrent_decodes * settings.video_limits().memory_bound_bytes() / 2**20
     for pid in pids:
         rss, peak = _high_water_mb(pid)
         print(f"ingress pid {pid}: RSS before {before[pid]:.0f} MiB, peak {peak:.0f} MiB, now {rss:.0f} MiB; "

@@ -35,8 +35,11 @@ def test_clearly_beats_the_majority_label(reports):
         assert m["spearman"] > 0.3, (name, m["spearman"])
 
 
-def test_it_is_the_default_of_the_service_yaml():
+def test_it_is_the_default_of_the_service_yaml_and_the_cli():
+    from critic.cli import build_parser
     from serving.launch import DEFAULT_CONFIG, load_config
+    from serving.settings import AppSettings
 
-    critic = load_config(DEFAULT_CONFIG)["applications"][0]["args"]["critic"]
-    assert Path(critic["model"]).resolve() == SHIPPED
+    args = load_config(DEFAULT_CONFIG)["applications"][0]["args"]
+    assert Path(AppSettings(**args).critic.model).resolve() == SHIPPED
+    assert Path(build_parser().parse_args(["score", "x.mp4", "--prompt", "p"]).model).resolve() == SHIPPED
