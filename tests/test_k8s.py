@@ -178,12 +178,17 @@ def test_the_build_steps_run_as_a_script_and_make_demo_runs(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}, **_env(),
            "VENV": str(tmp_path / "venv")}
     env.pop("PIP_INDEX_URL", None)
+    app.mkdir()
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")  # as .dockerignore
     for word, args in _instructions():
         if word == "COPY":
             *srcs, dest = shlex.split(args)
             for src in srcs:
                 target = app / (Path(src).name if dest.endswith("/") else dest)
-                (shutil.copytree if (ROOT / src).is_dir() else shutil.copy2)(ROOT / src, target)
+                if (ROOT / src).is_dir():
+                    shutil.copytree(ROOT / src, target, ignore=skip)
+                else:
+                    shutil.copy2(ROOT / src, target)
         elif word == "RUN" and "apt-get" not in args:
             script = args.replace('PIP_INDEX_URL="$TORCH_INDEX" PIP_EXTRA_INDEX_URL=https://pypi.org/simple ', "")
             script = script.replace("python -c", f"{tmp_path}/venv/bin/python -c")
