@@ -24,8 +24,8 @@ from ray.serve.handle import DeploymentHandle
 from critic.errors import CriticError
 from critic.rubrics import RUBRICS
 from serving import critic_pb2 as pb
-from serving.engine import Engine
 from serving.auth import resolve_digests
+from serving.engine import Engine
 from serving.errors import ServiceError
 from serving.grpc_convert import batch_reply, batch_request, compare_request, compare_reply, score_reply, score_request
 from serving.http import BodyLimits, error_response, parse
