@@ -16,9 +16,9 @@ import pytest
 
 from clients import CriticClient, CriticRequestError, CriticUnavailableError, RetryPolicy
 from clients.grpc import GrpcCriticClient
-from test_service import PROMPT, _free_port  # one loopback helper for the service tests
 from serving import critic_pb2 as pb
 from serving import critic_pb2_grpc
+from test_service import PROMPT, _free_port  # one loopback helper for the service tests
 
 pytestmark = pytest.mark.timeout(900)
 K1, K2 = "hostile-key-one", "hostile-key-two"
