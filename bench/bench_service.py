@@ -6,7 +6,7 @@ batching off (max_batch_size 1), and runs the in-process critic in batches on th
 videos. Prints throughput, p50/p99 latency, the service / in-process ratio, and the
 resident memory of the running app.
 
-    .venv/bin/python bench/bench_service.py [--model PATH] [--requests 96]
+    .venv/bin/python bench/bench_service.py [--model PATH] [--requests 96] [--size 480x720]
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
+from PIL import Image
 
 from clients import AsyncCriticClient, CriticClient
 from critic import FrameSampling, get_rubric, prepare_input
@@ -93,13 +95,16 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2, help="torch threads in both the replica and in-process")
     ap.add_argument("--rationale-tokens", type=int, default=16)
     ap.add_argument("--max-replicas", type=int, default=1, help="critic autoscaling ceiling during the bench")
+    ap.add_argument("--size", default="480x720", help="HxW of the 49-frame clips (CogVideoX's output: 480x720)")
     args = ap.parse_args(argv)
     if not (Path(args.model) / "config.json").exists():
         from critic.tiny import build_tiny_idefics3
 
         build_tiny_idefics3(args.model, preset="small")
 
-    videos = [encode_video(make_clip(49, 128, seed=i), fps=8) for i in range(args.videos)]
+    h, w = (int(x) for x in args.size.split("x"))
+    videos = [encode_video(np.stack([np.asarray(Image.fromarray(f).resize((w, h))) for f in make_clip(49, 128, seed=i)]),
+                           fps=8) for i in range(args.videos)]
     critic = {"torch_threads": args.threads, "rationale_tokens": args.rationale_tokens}
     # one critic replica: this measures the service's overhead, not autoscaling (on 2 cores a second
     # replica with 2 torch threads only oversubscribes the CPU)
@@ -124,7 +129,7 @@ def main(argv=None):
     launch.shutdown()
     inproc = in_process(args.model, videos, args.requests, args.batch, args.threads, args.rationale_tokens)
 
-    print(f"model {args.model}, {args.requests} requests over {args.videos} videos (49 frames 128x128, 8 sampled), "
+    print(f"model {args.model}, {args.requests} requests over {args.videos} videos (49 frames {h}x{w}, 8 sampled), "
           f"rubric lift, rationale <= {args.rationale_tokens} tokens, max batch {args.batch}, {args.threads} torch threads")
     print(f"{'path':<32}{'videos/s':>10}{'p50 s':>9}{'p99 s':>9}")
     for name, thr, lat in rows:

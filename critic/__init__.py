@@ -13,17 +13,18 @@ from critic.errors import (
     InvalidVideoError,
     ModelLoadError,
     UnknownRubricError,
+    UnsupportedMediaError,
     VideoTooLargeError,
 )
 from critic.loading import load_critic
 from critic.rubrics import RUBRICS, Rubric, get_rubric
 from critic.sampling import FrameSampling
 from critic.types import CompareResult, CriticResult, DimensionResult, ScoreInput
-from critic.video import Video, VideoLimits, decode_video, encode_video
+from critic.video import SampledVideo, Video, VideoLimits, decode_sampled, decode_video, encode_video
 
 __all__ = [
     "Critic", "CompareResult", "CriticError", "CriticResult", "DimensionResult", "EmptyVideoError",
     "FrameSampling", "InvalidParameterError", "InvalidRubricError", "InvalidVideoError", "ModelLoadError",
-    "RUBRICS", "Rubric", "ScoreInput", "UnknownRubricError", "Video", "VideoLimits", "VideoTooLargeError",
-    "compare_results", "decode_video", "encode_video", "get_rubric", "load_critic", "prepare_input",
+    "RUBRICS", "Rubric", "SampledVideo", "ScoreInput", "UnknownRubricError", "UnsupportedMediaError", "Video", "VideoLimits", "VideoTooLargeError",
+    "compare_results", "decode_sampled", "decode_video", "encode_video", "get_rubric", "load_critic", "prepare_input",
 ]

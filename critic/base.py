@@ -17,7 +17,7 @@ from critic.errors import InvalidParameterError, InvalidRubricError, UnknownAdap
 from critic.rubrics import Rubric, get_rubric
 from critic.sampling import FrameSampling
 from critic.types import CompareResult, CriticResult, DimensionComparison, DimensionResult, ScoreInput
-from critic.video import Video, VideoLimits, decode_video
+from critic.video import Video, VideoLimits, decode_sampled
 
 MAX_PROMPT_CHARS = 4000
 
@@ -29,18 +29,27 @@ def prepare_input(
     sampling: FrameSampling,
     limits: VideoLimits | None = None,
     adapter: str | None = None,
+    max_side: int | None = None,
 ) -> ScoreInput:
-    """Decode (unless already decoded) and sample; every failure is a typed ``CriticError``."""
+    """Decode (unless already decoded) and sample; every failure is a typed ``CriticError``.
+
+    Only the sampled frames are decoded to RGB (see ``critic.video``), downscaled so no side passes
+    ``max_side`` when the critic declares the input size it resizes to anyway.
+    """
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidParameterError("prompt must be a non-empty string")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InvalidParameterError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
     rubric = get_rubric(rubric)
     t0 = time.perf_counter()
-    decoded = video if isinstance(video, Video) else decode_video(video, limits)
-    idx = sampling.indices(decoded.num_frames, decoded.fps)
+    if isinstance(video, Video):
+        idx = sampling.indices(video.num_frames, video.fps)
+        frames = video.frames[idx]
+    else:
+        sampled = decode_sampled(video, sampling.indices, limits, max_side)
+        idx, frames = sampled.indices, sampled.frames
     return ScoreInput(
-        frames=decoded.frames[idx],
+        frames=frames,
         prompt=prompt.strip(),
         rubric=rubric,
         frame_indices=idx,
@@ -58,6 +67,7 @@ class Critic(ABC):
     version: str
     default_rubric: str
     default_sampling: FrameSampling
+    input_side: int | None = None  # largest frame side the model keeps; callers may downscale to it while decoding
 
     def check_rubric(self, rubric: Rubric) -> None:
         if rubric.critic != self.kind:

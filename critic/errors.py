@@ -35,8 +35,14 @@ class EmptyVideoError(InvalidVideoError):
     code = "empty_video"
 
 
+class UnsupportedMediaError(InvalidVideoError):
+    """The bytes decode, but not as a video: a still image (PNG, JPEG, ...) whatever its file name."""
+
+    code = "unsupported_media"
+
+
 class VideoTooLargeError(CriticError):
-    """A configured limit (bytes, duration, frames, pixels) is exceeded."""
+    """A configured limit (bytes, duration, frames, pixels, sampled pixels, decode time) is exceeded."""
 
     code = "video_too_large"
 

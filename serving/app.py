@@ -88,7 +88,7 @@ class CriticDeployment:
             name=c.name, version=c.version, kind=c.kind, default_rubric=c.default_rubric,
             default_sampling=c.default_sampling.describe(),
             rubrics=sorted(n for n, r in RUBRICS.items() if r.critic == c.kind),
-            adapters=sorted(self.settings.adapters),
+            adapters=sorted(self.settings.adapters), input_side=c.input_side,
         ).model_dump()
 
     @serve.multiplexed(max_num_models_per_replica=8)

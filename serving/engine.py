@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -73,7 +75,13 @@ class Engine:
             max_duration_s=settings.max_duration_s,
             max_frames=settings.max_frames,
             max_pixels=settings.max_pixels,
+            max_sampled_pixels=settings.max_sampled_pixels,
+            max_decode_s=settings.max_decode_s,
+            decode_threads=settings.decode_threads,
         )
+        # decodes run in their own bounded pool: a cancelled request's decode still holds its slot until it
+        # ends, so no more than max_concurrent_decodes ever run at once, whatever the traffic
+        self._decodes = ThreadPoolExecutor(settings.max_concurrent_decodes, thread_name_prefix="decode")
         self._allowed = [Path(d).resolve() for d in settings.allowed_dirs]
         self._info: dict | None = None
 
@@ -145,7 +153,8 @@ class Engine:
             rub = get_rubric(rubric or info["default_rubric"])
             if adapter is not None and adapter not in info.get("adapters", []):
                 raise ServiceError("unknown_adapter", f"adapter {adapter!r} is not served; available: {info.get('adapters', [])}")
-            return await asyncio.to_thread(prepare_input, source, prompt, rub, spec, self.limits, adapter)
+            work = functools.partial(prepare_input, source, prompt, rub, spec, self.limits, adapter, info.get("input_side"))
+            return await asyncio.get_running_loop().run_in_executor(self._decodes, work)
         except CriticError as e:
             raise ServiceError(e.code, e.message, details=e.details or None) from None
 

@@ -156,3 +156,5 @@ class ModelInfo(BaseModel):
     default_sampling: dict[str, Any]
     rubrics: list[str]
     adapters: list[str] = []
+    input_side: int | None = Field(None, description="Largest frame side the model keeps (its processor resizes "
+                                   "to it anyway): the ingress downscales sampled frames to it while decoding.")

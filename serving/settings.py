@@ -43,7 +43,14 @@ class IngressSettings(BaseModel):
     max_video_bytes: int = Field(48 * 1024 * 1024, ge=1024, description="Larger videos get 413.")
     max_duration_s: float = Field(60.0, gt=0)
     max_frames: int = Field(1800, ge=1)
-    max_pixels: int = Field(1920 * 1080, ge=1)
+    max_pixels: int = Field(1920 * 1080, ge=1, description="Largest frame (width x height) accepted.")
+    max_sampled_pixels: int = Field(32 * 1920 * 1080, ge=1, description="Pixels of all sampled frames of one "
+                                    "video together, after downscaling to the critic's input side (3 bytes each).")
+    max_decode_s: float = Field(60.0, gt=0, le=3600, description="Wall-clock bound on decoding one video (413).")
+    decode_threads: int = Field(2, ge=1, le=16, description="Codec threads per decode.")
+    max_concurrent_decodes: int = Field(4, ge=1, le=64, description="Decodes running at once per ingress replica "
+                                        "(the rest queue): decode memory stays under max_concurrent_decodes x "
+                                        "VideoLimits.memory_bound_bytes() (~1 GB with the defaults).")
     allowed_dirs: list[str] = Field(default_factory=list, description="Directories 'video_path' may point into.")
     request_timeout_s: float = Field(120.0, gt=0, le=3600, description="Per-request deadline (504 past it).")
     retry_after_s: float = Field(1.0, gt=0, le=600, description="Retry-After sent with 503.")

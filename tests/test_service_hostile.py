@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import time
 
@@ -289,6 +290,62 @@ def test_property_based_run_over_the_openapi(svc, tmp_path):
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
     counts = re.search(r"(\d+) generated, (\d+) passed", out.stdout)
     assert counts and int(counts[1]) == int(counts[2]) >= 100, out.stdout[-2000:]
+    _ready(svc)
+
+
+def _high_water_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MiB: its resident memory now and its peak since it started."""
+    fields = dict(ln.split(":", 1) for ln in open(f"/proc/{pid}/status").read().splitlines() if ":" in ln)
+    return tuple(int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
+
+
+def test_bomb_class_videos_keep_the_ingress_within_its_memory_bound(svc, tmp_path):
+    """480 flat 720p frames in 18 KB: decoding every frame held 1.3 GB (plus a stacked copy) per request.
+    Six at once, each sampled at 8 frames, must keep every ingress replica under the stated bound."""
+    import av
+    import numpy as np
+    import ray
+
+    from critic.video import VideoLimits
+    from serving.settings import IngressSettings
+
+    path = tmp_path / "bomb.mp4"
+    with av.open(str(path), mode="w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt, s.options = 1280, 720, "yuv420p", {"preset": "ultrafast", "crf": "40", "g": "480"}
+        frame = av.VideoFrame.from_ndarray(np.full((720, 1280, 3), 90, np.uint8), format="rgb24")
+        for _ in range(480):
+            for p in s.encode(frame):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    assert path.stat().st_size < 100_000
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Ingress#" in a["name"]]
+    pids = [ray.get(ray.get_actor(n, namespace="serve").__ray_call__.remote(lambda self: os.getpid())) for n in names]
+    assert len(pids) == 2
+    before = {pid: _high_water_mb(pid)[0] for pid in pids}
+    data = base64.b64encode(path.read_bytes()).decode()
+
+    async def one(i: int):
+        async with httpx.AsyncClient(base_url=svc.url, headers=H1, timeout=120) as http:
+            return await http.post("/score", json={"prompt": f"{PROMPT} {i}", "video_b64": data,
+                                                   "sampling": {"strategy": "uniform", "frames": 8}})
+
+    async def all_at_once():
+        return await asyncio.gather(*(one(i) for i in range(6)))
+
+    for r in asyncio.run(all_at_once()):
+        assert r.status_code == 200, r.text
+        assert len(r.json()["result"]["frame_indices"]) == 8
+    settings = IngressSettings(**svc.cfg["applications"][0]["args"]["ingress"])
+    limits = VideoLimits(max_pixels=settings.max_pixels, max_sampled_pixels=settings.max_sampled_pixels,
+                         decode_threads=settings.decode_threads)
+    bound_mb = settings.max_concurrent_decodes * limits.memory_bound_bytes() / 2**20
+    for pid in pids:
+        rss, peak = _high_water_mb(pid)
+        print(f"ingress pid {pid}: RSS before {before[pid]:.0f} MiB, peak {peak:.0f} MiB, now {rss:.0f} MiB; "
+              f"bound +{bound_mb:.0f} MiB")
+        assert peak - before[pid] < bound_mb, (pid, before[pid], peak, bound_mb)
     _ready(svc)
 
 
