@@ -153,10 +153,6 @@ def test_odd_inputs_get_typed_4xx_and_the_service_stays_ready(svc, clips):
 
 
 def test_a_still_image_named_mp4_is_unsupported_media(svc):
-    from critic import errors
-
-    if not hasattr(errors, "UnsupportedMediaError"):
-        pytest.skip("needs the decoder-side check (critic.errors.UnsupportedMediaError, issue 9 item 1)")
     with httpx.Client(base_url=svc.url, headers=H1, timeout=60) as http:
         _typed(http.post("/score", json={"prompt": PROMPT, "video_path": str(svc.odd / "still.mp4")}),
                415, "unsupported_media")
