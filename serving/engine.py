@@ -157,18 +157,22 @@ class Engine:
         self.metrics.observe_result(result.timings)
         return result
 
-    async def _once(self, caller: str, request_id: str, digest: str, model: type[BaseModel],
+    async def _once(self, caller: str, req: BaseModel, sources: list, model: type[BaseModel],
                     work: Callable[[], Awaitable[BaseModel]]):
         """Run ``work`` once per (caller, request id, content): a retry gets the first answer,
-        never a second scoring; the same id with other content is a 409."""
-        key = f"{caller}/{request_id}"
+        never a second scoring; the same id with other content is a 409. Called only once the
+        request is authorized and its videos resolved, so a refused request never reaches the store."""
+        if req.request_id is None:  # no id sent, none to retry with: nothing to remember
+            return await work()
+        digest = await self._digest(req, sources)
+        key = f"{caller}/{req.request_id}"
         try:
             state, value = await self.store.claim(key, digest)
         except StoreUnavailable:  # the shared cache is gone: answer without it (recompute, never invent)
             return await work()
         if state == CONFLICT:
-            raise ServiceError("request_id_conflict", f"request id {request_id!r} was already used for a different "
-                               "request; use a new id for new content")
+            raise ServiceError("request_id_conflict", f"request id {req.request_id!r} was already used for a "
+                               "different request; use a new id for new content")
         if state == HIT:
             self.metrics.idempotent_hits.inc()
             return model.model_validate_json(value)
@@ -187,21 +191,23 @@ class Engine:
         except StoreUnavailable:
             pass
 
-    async def _source(self, b64, path, upload, what: str = "video") -> tuple[bytes | Path, str]:
-        """The resolved video and its digest (hashing large uploads off the event loop)."""
-        source = self.resolve_video(b64, path, upload, what)
+    @staticmethod
+    async def _digest(req: BaseModel, sources: list) -> str:
+        """The request's content: its fields but the id, and its videos (hashed off the event loop)."""
         try:
-            return source, await asyncio.to_thread(video_digest, source)
+            videos = await asyncio.to_thread(lambda: [video_digest(s) for s in sources])
         except OSError as e:
-            raise ServiceError("invalid_video", f"{what} cannot be read: {e.strerror}") from None
+            raise ServiceError("invalid_video", f"a video cannot be read: {e.strerror}") from None
+        return content_digest(type(req).__name__, req.model_dump(exclude=_NOT_CONTENT), videos)
 
     # ---- endpoints -------------------------------------------------------------------
 
-    async def score(self, req: ScoreRequest, upload: bytes | None = None, caller: str = ANONYMOUS) -> ScoreResponse:
-        rid = req.request_id or uuid.uuid4().hex
+    async def score(self, req: ScoreRequest, upload: bytes | None = None, caller: str = ANONYMOUS,
+                    fallback_id: str | None = None) -> ScoreResponse:
+        """``fallback_id``: the response's id when the request has none (batch items)."""
+        rid = req.request_id or fallback_id or uuid.uuid4().hex
         t0 = time.perf_counter()
-        source, video = await self._source(req.video_b64, req.video_path, upload)
-        digest = content_digest("score", req.model_dump(exclude=_NOT_CONTENT), [video])
+        source = self.resolve_video(req.video_b64, req.video_path, upload)
 
         async def work():
             item = await self._prepare(req.prompt, source, req.rubric, req.sampling, req.adapter)
@@ -209,13 +215,13 @@ class Engine:
             timings = {**result.timings, "total_s": time.perf_counter() - t0}
             return ScoreResponse(request_id=rid, result=result.to_dict(), timings=timings)
 
-        return await self._once(caller, rid, digest, ScoreResponse, work)
+        return await self._once(caller, req, [source], ScoreResponse, work)
 
     async def score_batch(self, req: BatchScoreRequest, caller: str = ANONYMOUS) -> BatchScoreResponse:
         async def one(item: ScoreRequest) -> BatchItem:
             rid = item.request_id or uuid.uuid4().hex
             try:
-                r = await self.score(item.model_copy(update={"request_id": rid}), caller=caller)
+                r = await self.score(item, caller=caller, fallback_id=rid)
                 return BatchItem(request_id=rid, result=r.result)
             except ServiceError as e:
                 return BatchItem(request_id=rid, error=ErrorInfo(code=e.code, message=e.message, request_id=rid))
@@ -226,9 +232,8 @@ class Engine:
                       caller: str = ANONYMOUS) -> CompareResponse:
         rid = req.request_id or uuid.uuid4().hex
         t0 = time.perf_counter()
-        src_a, va = await self._source(req.video_a_b64, req.video_a_path, upload_a, "video_a")
-        src_b, vb = await self._source(req.video_b_b64, req.video_b_path, upload_b, "video_b")
-        digest = content_digest("compare", req.model_dump(exclude=_NOT_CONTENT), [va, vb])
+        src_a = self.resolve_video(req.video_a_b64, req.video_a_path, upload_a, "video_a")
+        src_b = self.resolve_video(req.video_b_b64, req.video_b_path, upload_b, "video_b")
 
         async def work():
             a, b = await asyncio.gather(*(self._prepare(req.prompt, s, req.rubric, req.sampling, req.adapter)
@@ -237,4 +242,4 @@ class Engine:
             result = compare_results(ra, rb, a.rubric)
             return CompareResponse(request_id=rid, result=result.to_dict(), timings={"total_s": time.perf_counter() - t0})
 
-        return await self._once(caller, rid, digest, CompareResponse, work)
+        return await self._once(caller, req, [src_a, src_b], CompareResponse, work)

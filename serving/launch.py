@@ -83,6 +83,9 @@ def start(config: dict, wait_s: float | None = 180.0) -> None:
 
     validate(config)
     if not ray.is_initialized():
+        # a Ray started here gives its gRPC proxy the ingress's body limit instead of Ray's 2 GiB
+        # (on a cluster joined as is, the ingress still refuses larger messages itself)
+        os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(_grpc_limit(config)))
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     serve.start(proxy_location=config.get("proxy_location"), http_options=config.get("http_options"),
@@ -93,6 +96,14 @@ def start(config: dict, wait_s: float | None = 180.0) -> None:
                    wait_for_applications_running=False)
     if wait_s is not None:
         wait_running(wait_s)
+
+
+def _grpc_limit(config: dict) -> int:
+    from serving.settings import IngressSettings
+
+    app = next(a for a in config["applications"] if a["name"] == APP_NAME)
+    limit = app.get("args", {}).get("ingress", {}).get("max_request_bytes")
+    return (limit or IngressSettings.model_fields["max_request_bytes"].default) + 64 * 1024  # + message framing
 
 
 def wait_running(wait_s: float = 120.0, app: str = APP_NAME) -> None:

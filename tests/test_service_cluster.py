@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,16 +17,10 @@ import pytest
 
 from clients import CriticClient, CriticRequestError
 from clients.grpc import GrpcCriticClient
+from test_service import PROMPT, _free_port  # one loopback helper for the service tests
 
 pytestmark = pytest.mark.timeout(600)
 KEY = "cluster-key-0f9a7c2e55d14b0b"
-PROMPT = "a red ball rolls across the grass"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 60) -> None:

@@ -118,3 +118,18 @@ def test_retry_policy_retries_what_is_safe():
     assert p.should_retry(404, typed=False)  # a proxy's bare 404 during a redeploy
     for status in (404, 409, 413, 422, 401):
         assert not p.should_retry(status, typed=True)
+
+
+def test_build_app_resolves_keys_where_it_runs_and_fails_closed(tmp_path, monkeypatch):
+    from serving.app import build_app
+
+    monkeypatch.delenv("LIFT_CRITIC_API_KEYS", raising=False)
+    monkeypatch.setenv("LIFT_CRITIC_API_KEYS_FILE", str(tmp_path / "missing"))
+    with pytest.raises(AuthConfigError):  # a named key source that cannot be read stops the deployment
+        build_app({"critic": {"model": "model-free"}})
+    (tmp_path / "keys").write_text("k1\n")
+    monkeypatch.setenv("LIFT_CRITIC_API_KEYS_FILE", str(tmp_path / "keys"))
+    app = build_app({"critic": {"model": "model-free"}, "ingress": {"api_key_digests": [key_digest("k0")]}})
+    ingress_args = app._bound_deployment.init_args[1]  # what Serve hands the ingress: digests only
+    assert ingress_args["api_key_digests"] == sorted([key_digest("k0"), key_digest("k1")])
+    assert "k1" not in str(app._bound_deployment.init_args)
