@@ -178,7 +178,44 @@ def build_tiny_qwen2_5_vl(out: str | os.PathLike, seed: int = 0) -> Path:
     return out
 
 
-BUILDERS = {"idefics3": build_tiny_idefics3, "qwen2_5_vl": build_tiny_qwen2_5_vl}
+def build_tiny_clip(out: str | os.PathLike, seed: int = 0, image_size: int = 32, arch: str = "clip") -> Path:
+    """Tiny random dual encoder for the image-reward backend: ``arch`` "clip" (CLIPModel, CLIP's
+    image-processor settings: resize shortest edge + centre crop) or "siglip" (SiglipModel: square
+    resize, mean/std 0.5); our BPE tokenizer, each text framed by bos ... eos (CLIP pools at eos)."""
+    from tokenizers import processors
+    from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    out = Path(out)
+    tok = build_tokenizer()
+    tok.add_special_tokens({"eos_token": "<|endoftext_clip|>"})  # id 2 would make CLIP pool by its legacy argmax
+    bos, eos = tok.bos_token, tok.eos_token
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}", special_tokens=[(bos, tok.bos_token_id), (eos, tok.eos_token_id)])
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=32, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=image_size, patch_size=8)
+    torch.manual_seed(seed)
+    if arch == "clip":
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+        image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                                crop_size={"height": image_size, "width": image_size})
+    elif arch == "siglip":
+        model = SiglipModel(SiglipConfig(text_config={**text, "projection_size": 32}, vision_config=vision))
+        image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+    else:
+        raise ValueError(f"unknown dual-encoder arch {arch!r}; use 'clip' or 'siglip'")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    image_processor.save_pretrained(out)
+    return out
+
+
+BUILDERS = {"idefics3": build_tiny_idefics3, "qwen2_5_vl": build_tiny_qwen2_5_vl, "clip": build_tiny_clip}
 
 
 def main(argv=None):

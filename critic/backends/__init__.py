@@ -51,6 +51,8 @@ BACKENDS: dict[str, Backend] = {
                             "any Hugging Face image-text-to-text VLM through transformers (shared-prefix KV cache)"),
     "model-free": Backend("model-free", "critic.backends.model_free", False,
                           "pixel measurements (flicker, motion, sharpness, ...); no weights"),
+    "image-reward": Backend("image-reward", "critic.backends.image_reward", True,
+                            "a CLIP-style dual encoder scoring each sampled frame against the prompt"),
 }
 
 
