@@ -46,6 +46,10 @@ def test_options_are_validated_by_the_backend(tiny_vlm_path):
     critic = load_critic(tiny_vlm_path, backend="transformers", options={"rationale_tokens": 0, "max_batch_size": 2})
     assert critic.backend == "transformers" and critic.kind == "vlm"
     assert critic.rationale_tokens == 0 and critic.max_batch_size == 2
+    # shared shorthands (the Serve YAML's rationale_tokens) reach only the backends that have them
+    assert load_critic(defaults={"rationale_tokens": 4}).backend == "model-free"
+    assert load_critic(tiny_vlm_path, defaults={"rationale_tokens": 4}).rationale_tokens == 4
+    assert load_critic(tiny_vlm_path, options={"rationale_tokens": 2}, defaults={"rationale_tokens": 4}).rationale_tokens == 2
 
 
 def test_rubric_kind_is_checked_against_the_registry():
