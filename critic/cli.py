@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build-tiny", help="build a tiny random VLM checkpoint offline")
     p.add_argument("out")
-    p.add_argument("--arch", default="idefics3", choices=["idefics3", "qwen2_5_vl"])
+    p.add_argument("--arch", default="idefics3",
+                   choices=["idefics3", "qwen2_vl", "qwen2_5_vl", "llava_onevision", "clip"])
     p.add_argument("--preset", default="tiny", choices=["tiny", "critic", "small"])
     p.set_defaults(func=cmd_build_tiny)
     p = sub.add_parser("synth", help="write a synthetic rated-video set (mp4 + ratings JSONL)")
