@@ -43,8 +43,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="segments: 'cover' spans the whole clip; 'tsn' (VGen) uses span F//K and never the tail")
     p.add_argument("--aggregate", default=None, choices=["mean", "attenuated", "attenuated_normalized"],
                    help="image-reward: how per-frame scores become the reward (default: the critic's)")
-    p.add_argument("--attenuation-lambda", type=float, default=1.0,
-                   help="image-reward: lambda of the temporal attenuation exp(-lambda * |i - F//2|)")
+    p.add_argument("--attenuation-lambda", type=float, default=None,
+                   help="image-reward: lambda of the temporal attenuation exp(-lambda * |i - F//2|) (default 1)")
 
 
 def _sampling(args, critic):
@@ -92,9 +92,8 @@ def _inputs(args, critic, videos):
     sampling = _sampling(args, critic)
     rubric = args.rubric or critic.default_rubric
     items = [prepare_input(Path(v), args.prompt, rubric, sampling) for v in videos]
-    if args.aggregate is not None:
-        items = [replace(it, aggregate=args.aggregate, attenuation_lambda=args.attenuation_lambda) for it in items]
-    return items
+    chosen = {k: getattr(args, k) for k in ("aggregate", "attenuation_lambda") if getattr(args, k) is not None}
+    return [replace(it, **chosen) for it in items]
 
 
 def cmd_score(args) -> dict:
