@@ -115,6 +115,8 @@ class VLMCritic(Critic):
         self.rationale_tokens = rationale_tokens
         self.max_batch_size = max_batch_size
         self._stop_ids = self._stop_token_ids()
+        # multimodal rotary models (Qwen2-VL, Qwen2.5-VL) expose get_rope_index, also under a peft wrapper
+        self._rope_index = next((m.get_rope_index for m in model.modules() if hasattr(m, "get_rope_index")), None)
         self._layouts: dict[int, PromptLayout] = {}
         self._plans: dict[tuple[int, str], list[_DimensionPlan]] = {}
         self._adapters: dict[str, str] = {}
@@ -256,7 +258,7 @@ class VLMCritic(Critic):
         positions and, per row, the delta by which every later text position is shifted.
         """
         mask = enc["attention_mask"]
-        rope_index = getattr(getattr(self.model, "model", None), "get_rope_index", None)
+        rope_index = self._rope_index
         if rope_index is None or "mm_token_type_ids" not in enc:
             return _positions(mask), None
         extra = {k: enc[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if k in enc}
