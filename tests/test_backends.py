@@ -4,6 +4,7 @@ import asyncio
 import importlib
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from critic import FrameSampling, prepare_input
 from critic.backends import BACKENDS, load_critic, resolve_backend, rubric_kinds
@@ -76,3 +77,33 @@ def test_async_backends_score_both_ways(clips):
     assert sync.dimensions == asy.dimensions == ModelFreeCritic().score([item])[0].dimensions
     with pytest.raises(InvalidRubricError):
         asyncio.run(critic.ascore([prepare_input(clips["flicker"], PROMPT, "lift", FrameSampling.uniform(4))]))
+
+
+# the test's own engine-style backend: this module is its ``Options`` + ``load``
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def load(model, options):
+    return _AsyncModelFree()
+
+
+def test_the_critic_deployment_drives_an_engine_backend(monkeypatch, clips):
+    """Registered under a new name (one entry), the async critic is awaited per request, without @serve.batch."""
+    from critic.backends import Backend
+    from serving.app import CriticDeployment
+
+    monkeypatch.setitem(BACKENDS, "async-model-free", Backend("model-free", __name__, False, "test engine"))
+    deployment = CriticDeployment.func_or_class({"backend": "async-model-free", "rationale_tokens": 4})
+    assert isinstance(deployment.critic, _AsyncModelFree) and deployment.critic.backend == "async-model-free"
+    deployment._batched = None  # the @serve.batch path must not be taken
+
+    async def drive():
+        good = prepare_input(clips["flicker"], PROMPT, "signal", FrameSampling.every_frame())
+        bad = prepare_input(clips["flicker"], PROMPT, "lift", FrameSampling.uniform(4))
+        return await asyncio.gather(deployment.score(good), deployment.score(good), deployment.score(bad))
+
+    a, b, err = asyncio.run(drive())
+    assert a.dimensions == b.dimensions == ModelFreeCritic().score(
+        [prepare_input(clips["flicker"], PROMPT, "signal", FrameSampling.every_frame())])[0].dimensions
+    assert err["error"]["code"] == "invalid_rubric"
