@@ -44,10 +44,10 @@ def prepare_input(
     t0 = time.perf_counter()
     if isinstance(video, Video):
         idx = sampling.indices(video.num_frames, video.fps)
-        frames = video.frames[idx]
+        frames, count = video.frames[idx], video.num_frames
     else:
         sampled = decode_sampled(video, sampling.indices, limits, max_side)
-        idx, frames = sampled.indices, sampled.frames
+        idx, frames, count = sampled.indices, sampled.frames, sampled.num_frames
     return ScoreInput(
         frames=frames,
         prompt=prompt.strip(),
@@ -56,6 +56,7 @@ def prepare_input(
         sampling=sampling.describe(),
         decode_s=time.perf_counter() - t0,
         adapter=adapter,
+        video_frames=count,
     )
 
 
@@ -68,6 +69,7 @@ class Critic(ABC):
     default_rubric: str
     default_sampling: FrameSampling
     input_side: int | None = None  # largest frame side the model keeps; callers may downscale to it while decoding
+    takes_aggregate = False  # whether requests may choose how frame scores are aggregated
 
     def check_rubric(self, rubric: Rubric) -> None:
         if rubric.critic != self.kind:
@@ -84,6 +86,8 @@ class Critic(ABC):
         self.check_rubric(item.rubric)
         if item.adapter is not None and item.adapter not in self.adapters():
             raise UnknownAdapterError(f"adapter {item.adapter!r} is not loaded; available: {self.adapters()}")
+        if item.aggregate is not None and not self.takes_aggregate:
+            raise InvalidParameterError(f"the {self.kind} critic has no frame-score aggregation; drop 'aggregate'")
 
     def score(self, inputs: Sequence[ScoreInput]) -> list[CriticResult]:
         """Score a batch; returns exactly ``len(inputs)`` results, in order."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from critic.errors import CriticError
@@ -16,10 +17,23 @@ from critic.loading import DEFAULT_CRITIC
 EXIT_BAD_INPUT = 2
 
 
+def _add_backend_args(p: argparse.ArgumentParser, rationale_tokens: int | None = None) -> None:
+    from critic.backends import BACKENDS
+
+    p.add_argument("--model", default=None, help="checkpoint folder or hub id, or 'model-free' (default: the "
+                   "shipped critic models/lift-critic-tiny, as the service's)")
+    p.add_argument("--backend", default=None, choices=sorted(BACKENDS),
+                   help="critic backend (default: transformers, or model-free with --model model-free)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="a backend option (value read as YAML), e.g. -o dtype=bfloat16; repeatable")
+    p.add_argument("--rationale-tokens", type=int, default=rationale_tokens,
+                   help="rationale length bound of VLM backends (ignored by others); 0 switches rationales off")
+    p.add_argument("--device", default=None, help="torch device of backends that take one")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="the text the video was generated from")
-    p.add_argument("--model", default=DEFAULT_CRITIC,
-                   help="VLM checkpoint folder, hub id or 'model-free' (default: the shipped critic, as the service's)")
+    _add_backend_args(p)
     p.add_argument("--rubric", default=None, help="registered rubric name or a YAML file (default: the critic's)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--frames", type=int, help="uniform sampling: this many frames (LiFT uses 8)")
@@ -27,8 +41,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--segments", type=int, help="segmental sparse sampling: one frame in each of K segments")
     g.add_argument("--all-frames", action="store_true", help="use every decoded frame")
     p.add_argument("--seed", type=int, default=0, help="seed for segmental sampling")
-    p.add_argument("--rationale-tokens", type=int, default=32, help="rationale length bound; 0 switches it off")
-    p.add_argument("--device", default=None)
+    p.add_argument("--segment-rule", default="cover", choices=["cover", "tsn"],
+                   help="segments: 'cover' spans the whole clip; 'tsn' (VGen) uses span F//K and never the tail")
+    p.add_argument("--aggregate", default=None, choices=["mean", "attenuated", "attenuated_normalized"],
+                   help="image-reward: how per-frame scores become the reward (default: the critic's)")
+    p.add_argument("--attenuation-lambda", type=float, default=None,
+                   help="image-reward: lambda of the temporal attenuation exp(-lambda * |i - F//2|) (default 1)")
 
 
 def _sampling(args, critic):
@@ -39,10 +57,24 @@ def _sampling(args, critic):
     if args.fps is not None:
         return FrameSampling.at_fps(args.fps)
     if args.segments is not None:
-        return FrameSampling.segmental(args.segments, seed=args.seed)
+        return FrameSampling.segmental(args.segments, seed=args.seed, rule=args.segment_rule)
     if args.all_frames:
         return FrameSampling.every_frame()
     return critic.default_sampling
+
+
+def _options(args) -> dict:
+    import yaml
+
+    from critic.errors import InvalidParameterError
+
+    options = {}
+    for kv in args.option:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise InvalidParameterError(f"--option takes KEY=VALUE, got {kv!r}")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def _critic(args):
@@ -52,8 +84,11 @@ def _critic(args):
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-    return load_critic(args.model, rationale_tokens=args.rationale_tokens, device=args.device)
+    shorthands = {k: getattr(args, k) for k in ("rationale_tokens", "device") if getattr(args, k) is not None}
+    model = args.model
+    if model is None and args.backend in (None, "transformers"):
+        model = DEFAULT_CRITIC  # the shipped critic: the service's default too
+    return load_critic(model, backend=args.backend, options=_options(args), defaults=shorthands)
 
 
 def _inputs(args, critic, videos):
@@ -61,7 +96,9 @@ def _inputs(args, critic, videos):
 
     sampling = _sampling(args, critic)
     rubric = args.rubric or critic.default_rubric
-    return [prepare_input(Path(v), args.prompt, rubric, sampling) for v in videos]
+    items = [prepare_input(Path(v), args.prompt, rubric, sampling, max_side=critic.input_side) for v in videos]
+    chosen = {k: getattr(args, k) for k in ("aggregate", "attenuation_lambda") if getattr(args, k) is not None}
+    return [replace(it, **chosen) for it in items]
 
 
 def cmd_score(args) -> dict:
@@ -149,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build-tiny", help="build a tiny random VLM checkpoint offline")
     p.add_argument("out")
-    p.add_argument("--arch", default="idefics3", choices=["idefics3", "qwen2_5_vl"])
+    p.add_argument("--arch", default="idefics3",
+                   choices=["idefics3", "qwen2_vl", "qwen2_5_vl", "llava_onevision", "clip"])
     p.add_argument("--preset", default="tiny", choices=["tiny", "critic", "small"])
     p.set_defaults(func=cmd_build_tiny)
     p = sub.add_parser("synth", help="write a synthetic rated-video set (mp4 + ratings JSONL)")
@@ -173,11 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="accuracy, macro-F1, Spearman, ECE, pairwise accuracy, confusion on ratings")
     p.add_argument("--data", required=True, help="ratings JSONL to evaluate on")
     p.add_argument("--baseline", default=None, help="ratings JSONL whose majority labels are the baseline")
-    p.add_argument("--model", default=None)
+    _add_backend_args(p, rationale_tokens=0)  # evaluation reads labels only
     p.add_argument("--rubric", default=None)
     p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--rationale-tokens", type=int, default=0)
-    p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_eval)
     return ap
 

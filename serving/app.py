@@ -25,6 +25,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from clients import critic_pb2 as pb
+from critic.backends.engine import AsyncCritic
 from critic.errors import CriticError
 from critic.rubrics import RUBRICS
 from serving.auth import resolve_digests
@@ -67,7 +68,7 @@ class CriticDeployment:
         from critic.loading import load_critic
 
         # a failure fails the replica, loudly, in Serve's status
-        self.critic = load_critic(s.model, device=s.device, dtype=s.dtype, rationale_tokens=s.rationale_tokens)
+        self.critic = load_critic(s.model, backend=s.backend, options=s.options, defaults=s.shorthands())
         if s.adapters and not hasattr(self.critic, "load_adapter"):
             raise ValueError(f"the {self.critic.kind} critic takes no adapters")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")  # model work, one at a time
@@ -112,6 +113,8 @@ class CriticDeployment:
                 return {"error": e.to_dict()}
         try:
             self.critic.validate(item)
+            if isinstance(self.critic, AsyncCritic):  # an engine batches on its own
+                return (await self.critic.ascore([item]))[0]
         except CriticError as e:
             return {"error": e.to_dict()}
         return await self._batched(item)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import functools
 import os
 import time
@@ -135,7 +136,7 @@ class Engine:
         return await self.backend.ready()
 
     async def _prepare(self, prompt: str, source, rubric: str | None, sampling: Sampling | None,
-                       adapter: str | None = None) -> ScoreInput:
+                       adapter: str | None = None, aggregation: dict | None = None) -> ScoreInput:
         info = await self.info()
         try:
             spec = FrameSampling(**(sampling.model_dump() if sampling else info["default_sampling"]))
@@ -145,7 +146,8 @@ class Engine:
             if adapter is not None and adapter not in info.get("adapters", []):
                 raise ServiceError("unknown_adapter", f"adapter {adapter!r} is not served; available: {info.get('adapters', [])}")
             work = functools.partial(prepare_input, source, prompt, rub, spec, self.limits, adapter, info.get("input_side"))
-            return await asyncio.get_running_loop().run_in_executor(self._decodes, work)
+            item = await asyncio.get_running_loop().run_in_executor(self._decodes, work)
+            return dataclasses.replace(item, **(aggregation or {}))
         except CriticError as e:
             raise ServiceError(e.code, e.message, details=e.details or None) from None
 
@@ -210,7 +212,7 @@ class Engine:
         source = self.resolve_video(req.video_b64, req.video_path, upload)
 
         async def work():
-            item = await self._prepare(req.prompt, source, req.rubric, req.sampling, req.adapter)
+            item = await self._prepare(req.prompt, source, req.rubric, req.sampling, req.adapter, _aggregation(req))
             result = await self._score_item(item)
             timings = {**result.timings, "total_s": time.perf_counter() - t0}
             return ScoreResponse(request_id=rid, result=result.to_dict(), timings=timings)
@@ -236,10 +238,16 @@ class Engine:
         src_b = self.resolve_video(req.video_b_b64, req.video_b_path, upload_b, "video_b")
 
         async def work():
-            a, b = await asyncio.gather(*(self._prepare(req.prompt, s, req.rubric, req.sampling, req.adapter)
+            a, b = await asyncio.gather(*(self._prepare(req.prompt, s, req.rubric, req.sampling, req.adapter,
+                                                        _aggregation(req))
                                           for s in (src_a, src_b)))
             ra, rb = await asyncio.gather(self._score_item(a), self._score_item(b))
             result = compare_results(ra, rb, a.rubric)
             return CompareResponse(request_id=rid, result=result.to_dict(), timings={"total_s": time.perf_counter() - t0})
 
         return await self._once(caller, req, [src_a, src_b], CompareResponse, work)
+
+
+def _aggregation(req: ScoreRequest | CompareRequest) -> dict:
+    """The request's image-reward aggregation, as ``ScoreInput`` fields."""
+    return {"aggregate": req.aggregate, "attenuation_lambda": req.attenuation_lambda}

@@ -15,6 +15,13 @@ def _strict(*examples: dict) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
 
 
+Aggregate = Literal["mean", "attenuated", "attenuated_normalized"]
+_AGGREGATE = ("image-reward critics: how per-frame scores become the reward: 'mean', 'attenuated' (VGen: mean of "
+              "exp(-lambda*|i - F//2|) * score) or 'attenuated_normalized' (divided by the weights' sum); "
+              "default: the critic's.")
+_LAMBDA = "image-reward critics: lambda of the temporal attenuation."
+
+
 class Sampling(BaseModel):
     """Which frames the critic looks at; absent fields take the critic's default."""
 
@@ -24,6 +31,8 @@ class Sampling(BaseModel):
     fps: float | None = Field(None, gt=0, le=240, description="fps: frames per second to sample.")
     segments: int = Field(4, ge=1, le=256, description="segments: number of segments (one frame each).")
     seed: int = Field(0, ge=0, description="segments: seed of the offsets.")
+    rule: Literal["cover", "tsn"] = Field("cover", description="segments: 'cover' spans the whole clip; 'tsn' "
+                                          "(VGen) uses spans of F // K frames from the start, never the tail.")
 
     @model_validator(mode="after")
     def _fps_needed(self):
@@ -45,6 +54,8 @@ class ScoreRequest(BaseModel):
                                    "API key: a retry with the same id and content returns the first result instead "
                                    "of scoring again; the same id with other content is a 409.")
     adapter: str | None = Field(None, max_length=200, description="Critic adapter to use (multiplexed critics).")
+    aggregate: Aggregate | None = Field(None, description=_AGGREGATE)
+    attenuation_lambda: float = Field(1.0, ge=0, le=1000, description=_LAMBDA)
 
 
 class BatchScoreRequest(BaseModel):
@@ -66,6 +77,8 @@ class CompareRequest(BaseModel):
     sampling: Sampling | None = None
     request_id: str | None = Field(None, max_length=200)
     adapter: str | None = Field(None, max_length=200)
+    aggregate: Aggregate | None = Field(None, description=_AGGREGATE)
+    attenuation_lambda: float = Field(1.0, ge=0, le=1000, description=_LAMBDA)
 
 
 class ErrorInfo(BaseModel):
@@ -103,6 +116,10 @@ class ScoreResult(BaseModel):
     frame_indices: list[int]
     adapter: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    frame_scores: dict[str, list[float]] | None = Field(None, description="image-reward critics: per dimension, "
+                                                         "one score per sampled frame, in frame_indices order.")
+    aggregation: dict[str, Any] | None = Field(None, description="image-reward critics: how frame_scores became the "
+                                               "scores (method, attenuation_lambda, num_frames).")
 
 
 class DimensionComparison(BaseModel):

@@ -4,7 +4,7 @@ Deployment options (replicas, resources, queue bounds) live only in the YAML's `
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,11 +16,19 @@ class CriticSettings(BaseModel):
     """What the critic deployment loads and how it batches (hot settings: ``user_config``)."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str = Field(DEFAULT_CRITIC, description="VLM checkpoint folder or hub id, or 'model-free'; default: "
-                       "the shipped trained critic (models/lift-critic-tiny), as for `lift-critic score`.")
-    device: str | None = Field(None, description="torch device; default cuda when available, else cpu.")
-    dtype: str | None = Field(None, description="torch dtype name, e.g. 'bfloat16'; default: the checkpoint's.")
-    rationale_tokens: int = Field(32, ge=0, le=512, description="Bound on rationale length; 0 switches it off.")
+    backend: str | None = Field(None, description="Critic backend (critic/backends: transformers, model-free, "
+                                "image-reward, vllm); default: transformers, or model-free with model 'model-free'.")
+    model: str = Field(DEFAULT_CRITIC, description="Checkpoint folder or hub id, or 'model-free'; default: the "
+                       "shipped trained critic (models/lift-critic-tiny), as for `lift-critic score` (backends "
+                       "that take no model default to none).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options, validated by the backend "
+                                    "(e.g. dtype, rationale_tokens for VLMs; aggregate for image-reward).")
+    device: str | None = Field(None, description="Shorthand for options.device (torch device), for backends "
+                               "that have it.")
+    dtype: str | None = Field(None, description="Shorthand for options.dtype, e.g. 'bfloat16', for backends that "
+                              "have it.")
+    rationale_tokens: int | None = Field(None, ge=0, le=512, description="Shorthand for options.rationale_tokens, "
+                                         "for backends that have it.")
     adapters: dict[str, str] = Field(default_factory=dict, description="Critic adapters (name -> peft adapter "
                                      "folder from `lift-critic train`); requests pick one by name (multiplexed).")
     torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads on CPU "
@@ -31,6 +39,19 @@ class CriticSettings(BaseModel):
     @classmethod
     def _none_is_model_free(cls, value):
         return "model-free" if value is None else value  # `model: null` / model=None: no checkpoint
+
+    @model_validator(mode="after")
+    def _default_model_of_the_backend(self):
+        from critic.backends import BACKENDS
+
+        entry = BACKENDS.get(self.backend) if self.backend else None
+        if entry is not None and not entry.needs_model and "model" not in self.model_fields_set:
+            self.model = self.backend  # the shipped critic is a VLM: a backend without weights takes none
+        return self
+
+    def shorthands(self) -> dict[str, Any]:
+        """The shorthand fields that are set (each applies to the backends that have that option)."""
+        return {k: getattr(self, k) for k in ("device", "dtype", "rationale_tokens") if getattr(self, k) is not None}
 
 
 class BatchSettings(BaseModel):
