@@ -47,8 +47,8 @@ def _check(result: dict, method: str, lam: float, num_frames: int = 17):
 
 
 def test_http_and_grpc_answer_the_same(service, clips, tiny_clip_path):
-    from serving import critic_pb2 as pb
-    from serving import critic_pb2_grpc as pb_grpc
+    from clients import critic_pb2 as pb
+    from clients import critic_pb2_grpc as pb_grpc
 
     url, target = service
     sampling = {"strategy": "segments", "segments": 4, "seed": 1, "rule": "tsn"}
