@@ -135,7 +135,7 @@ class ModelFreeCritic(Critic):
 
     kind = "model-free"
     name = "model-free"
-    version = "1"
+    version = "2"  # 2: VBench signals on DIS flow (critic/motion.py)
     default_rubric = "signal"
     default_sampling = FrameSampling.every_frame()
 
