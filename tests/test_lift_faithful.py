@@ -107,3 +107,41 @@ def test_cli_scores_lift_on_lifts_frames(tiny_vlm_path, clips):
     assert out["frame_indices"] == [0, 5, 10, 16]
     out = run("--rubric", "lift-paraphrase")  # no sampling of its own: the critic's default
     assert out["sampling"] == {"strategy": "uniform", "frames": 8}
+
+
+class _InProcess:
+    """The engine's backend interface over a critic in this process (what the model deployment does)."""
+
+    def __init__(self, critic):
+        self.critic = critic
+
+    async def score(self, item):
+        return self.critic.score([item])[0]
+
+    async def info(self):
+        c = self.critic
+        return {"default_rubric": c.default_rubric, "default_sampling": c.default_sampling.describe(), "adapters": []}
+
+    async def ready(self):
+        return {"ready": True}
+
+
+def test_service_engine_takes_the_rubrics_sampling_when_the_request_names_none(vlm_critic, clips):
+    import asyncio
+
+    from serving.engine import Engine
+    from serving.protocol import Sampling, ScoreRequest
+    from serving.settings import IngressSettings
+
+    engine = Engine(_InProcess(vlm_critic), IngressSettings(allowed_dirs=[str(clips["clean"].parent)]))
+
+    def score(**kw):
+        req = ScoreRequest(prompt="a red ball", video_path=str(clips["clean"]), **kw)
+        return asyncio.run(engine.score(req)).result
+
+    r = score(rubric="lift")
+    assert r["sampling"] == {"strategy": "linspace", "frames": 8} and r["frame_indices"] == [0, 2, 4, 6, 9, 11, 13, 16]
+    assert score(rubric="lift-paraphrase")["sampling"] == vlm_critic.default_sampling.describe()
+    r = score(rubric="lift", sampling=Sampling(strategy="linspace", frames=3))
+    assert r["frame_indices"] == [0, 8, 16]
+    assert score(rubric="lift", sampling=Sampling(strategy="uniform", frames=8))["sampling"]["strategy"] == "uniform"
