@@ -2,7 +2,8 @@
 pixel statistics, side by side in one run, from 64x64 to CogVideoX's 480x720 (49 frames).
 
 Frames are already decoded (decoding is bench'd elsewhere); each figure is the best of
-``--rounds`` runs, one OpenCV thread unless ``--threads`` says otherwise.
+``--rounds`` runs, one OpenCV thread unless ``--threads`` says otherwise. CPU seconds of this
+process are printed beside wall seconds: on a shared machine the wall figure includes waiting.
 
     .venv/bin/python bench/bench_modelfree.py [--rounds 3] [--threads 1]
 """
@@ -27,13 +28,15 @@ def clip(n: int, h: int, w: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]))
 
 
-def best(fn, rounds: int) -> float:
-    times = []
+def best(fn, rounds: int) -> tuple[float, float]:
+    """(wall s, CPU s), each the best of ``rounds``."""
+    wall, cpu = [], []
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return min(wall), min(cpu)
 
 
 def main() -> None:
@@ -43,7 +46,7 @@ def main() -> None:
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
     print(f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} thread(s), best of {args.rounds}")
-    print(f"{'clip':>14} {'flow signals':>13} {'pixel stats':>12} {'ms/frame':>9}")
+    print(f"{'clip':>14} {'flow signals wall / CPU':>24} {'pixel stats wall / CPU':>23} {'CPU ms/frame':>13}")
     for n, h, w in SHAPES:
         frames = clip(n, h, w)
 
@@ -56,8 +59,9 @@ def main() -> None:
             for name in sorted(set(METRICS) - FLOW_METRICS):
                 METRICS[name](frames)
 
-        tf, tp = best(flow_signals, args.rounds), best(pixel_stats, args.rounds)
-        print(f"{f'{n}x{h}x{w}':>14} {tf * 1e3:>10.0f} ms {tp * 1e3:>9.0f} ms {(tf + tp) * 1e3 / n:>9.1f}")
+        (wf, cf), (wp, cp) = best(flow_signals, args.rounds), best(pixel_stats, args.rounds)
+        print(f"{f'{n}x{h}x{w}':>14} {wf * 1e3:>12.0f} / {cf * 1e3:>5.0f} ms {wp * 1e3:>11.0f} / {cp * 1e3:>5.0f} ms "
+              f"{(cf + cp) * 1e3 / n:>13.1f}")
 
 
 if __name__ == "__main__":
