@@ -156,6 +156,13 @@ def test_kto_loss_matches_the_original_formula(labels, weights):
     (g_theirs,) = torch.autograd.grad(theirs, model_pred)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-6, abs=1e-9)
     assert torch.allclose(g_ours, g_theirs, rtol=1e-5, atol=1e-9)
+    # data-parallel: the reference point is the mean over every process's rows, given from outside
+    policy, reference = _errors(model_pred, target), _errors(ref_pred, target)
+    mean = (reference - policy).detach().mean()
+    assert kto_loss(policy, reference, labels == 1, 1000.0, *weights, batch_mean=mean).item() == pytest.approx(
+        ours.item(), rel=1e-6)
+    assert kto_loss(policy, reference, labels == 1, 1000.0, *weights, batch_mean=mean + 1e-3).item() != \
+        pytest.approx(ours.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("labels", [[1, 0, 0, 0, 0, 0, 0, 0, 0, 1], [1, 1, 1, 0], [0, 0, 0]])

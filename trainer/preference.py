@@ -72,10 +72,13 @@ def dpo_loss(policy: torch.Tensor, reference: torch.Tensor, beta: float) -> torc
 
 
 def kto_loss(policy: torch.Tensor, reference: torch.Tensor, desirable: torch.Tensor, beta: float,
-             desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> torch.Tensor:
-    """Diffusion-KTO (sigmoid value function, batch reference point clamped at 0)."""
+             desirable_weight: float = 1.0, undesirable_weight: float = 1.0,
+             batch_mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Diffusion-KTO (sigmoid value function, batch reference point clamped at 0). ``batch_mean``: the
+    implicit reward's mean over all processes when data-parallel (the original all-reduces it, L1470);
+    default, this batch's mean."""
     implicit = reference.detach() - policy  # > 0: the policy explains this video better than the reference
-    z0 = implicit.detach().mean().clamp(min=0)
+    z0 = (implicit.detach().mean() if batch_mean is None else batch_mean.detach()).clamp(min=0)
     sign = desirable.to(implicit.dtype) * 2 - 1
     weight = torch.where(desirable, desirable_weight, undesirable_weight).to(implicit.dtype)
     return (weight * (1 - torch.sigmoid(sign * beta * (implicit - z0)))).mean()
