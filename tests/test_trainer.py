@@ -3,40 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
-
 import pytest
 import torch
 
+from conftest import free_port
 from trainer.loop import RewardError
 from trainer.rwr_config import RWRConfig
 from trainer.rwr_trainer import RWRTrainer
 
 pytestmark = pytest.mark.timeout(900)
 PROMPTS = ["a red ball moves over green grass", "a blue square moves over a grey road", "two yellow balls move"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline(tmp_path_factory):
-    from trainer.generator import build_tiny_cogvideox
-
-    return build_tiny_cogvideox(tmp_path_factory.mktemp("cog") / "tiny-cogvideox")
-
-
-@pytest.fixture(scope="module")
-def service():
-    from serving import launch
-
-    port = _port()
-    launch.start(launch.load_config(model="model-free", http_port=port, grpc_port=_port()))
-    yield f"http://127.0.0.1:{port}"
-    launch.shutdown()
 
 
 def _prompts(tmp_path) -> str:
@@ -124,7 +100,7 @@ def test_unreachable_service_raises_instead_of_a_default_reward(tmp_path, tiny_p
     from clients import RetryPolicy
     from trainer.loop import RewardService
 
-    t = RWRTrainer(_config(tmp_path, tiny_pipeline, f"http://127.0.0.1:{_port()}", "down"))
+    t = RWRTrainer(_config(tmp_path, tiny_pipeline, f"http://127.0.0.1:{free_port()}", "down"))
     t.service = RewardService(t.config.service_url, None, 2)
     t.service._client.retry = RetryPolicy(max_attempts=2, backoff_s=0.01)
     try:

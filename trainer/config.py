@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 import yaml
 
+from trainer.diffusion import DTYPES
+
 
 class ConfigError(ValueError):
     pass
@@ -40,7 +42,15 @@ class LoopConfig:
     checkpoint_every: int = field(default=5, metadata={"help": "Checkpoint every N steps (and at the end)."})
     max_concurrency: int = field(default=8, metadata={"help": "Scoring requests in flight."})
     seed: int = field(default=0, metadata={"help": "Seeds generation and the loss's noise and timesteps."})
-    device: str | None = field(default=None, metadata={"help": "torch device; default cuda if available."})
+    device: str | None = field(default=None, metadata={"help": "torch device; default cuda if available (the "
+                                                               "process's own GPU under accelerate launch)."})
+    dtype: str | None = field(default=None, metadata={"help": "Weights of the frozen pipeline: float32 | bfloat16 | "
+                                                              "float16; default bfloat16 on GPU, float32 on CPU. "
+                                                              "The adapter always trains in float32."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute the transformer's activations "
+                                                                          "in backward (CogVideoX-2B at 480x720x49)."})
+    vae_slicing: bool = field(default=False, metadata={"help": "Decode videos one at a time through the VAE."})
+    vae_tiling: bool = field(default=False, metadata={"help": "Decode each frame in overlapping tiles (less memory)."})
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -50,6 +60,7 @@ class LoopConfig:
             (self.lr > 0, "lr must be > 0"),
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
             (self.height % 16 == 0 and self.width % 16 == 0, "height and width must be multiples of 16"),
+            (self.dtype is None or self.dtype in DTYPES, f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}"),
         ]
         for ok, msg in checks:
             if not ok:

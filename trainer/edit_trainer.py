@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from clients.media import encode_video
+from trainer.diffusion import embed, latents_to_uint8, predict_velocity, rotary
 from trainer.edit_config import EditConfig
 from trainer.loop import AlignmentLoop, RewardError, Sample
 from trainer.normalize import batch_z
-from trainer.rwr_trainer import embed, weighted_loss
+from trainer.rwr_trainer import weighted_loss
 
 
 def segment_frames(num_frames: int, segments: int, seed: int) -> list[int]:
@@ -60,17 +61,11 @@ class EditTrainer(AlignmentLoop):
         gen = torch.Generator().manual_seed(seed + 1)
         noise = torch.randn(base.shape, generator=gen).to(base.device, base.dtype)
         latents = sched.add_noise(base, noise, timesteps[:1].repeat(base.shape[0]))
-        emb = embed(pipe, [prompt])
-        rope = None
-        if pipe.transformer.config.use_rotary_positional_embeddings:
-            rope = pipe._prepare_rotary_positional_embeddings(c.height, c.width, latents.shape[1], latents.device)
+        emb, rope = embed(pipe, [prompt]), rotary(pipe, latents)
         for t in timesteps:
-            v = pipe.transformer(hidden_states=latents, encoder_hidden_states=emb, timestep=t.expand(1),
-                                 image_rotary_emb=rope, return_dict=False)[0]
+            v = predict_velocity(pipe, latents, emb, t.expand(1), rope)
             latents = sched.step(v, t, latents, return_dict=False)[0]
-        video = pipe.decode_latents(latents)
-        frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
-        return latents[0], (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+        return latents[0], latents_to_uint8(pipe, latents)
 
     def collect(self, step: int, prompts: list[str] | None = None, tag: str = "train") -> list[Sample]:
         """Score the K segment frames of each edited video and combine them with attenuated weights."""

@@ -25,6 +25,7 @@ import torch
 from clients import AsyncCriticClient, CriticClientError
 from clients.media import encode_video
 from trainer.config import LoopConfig
+from trainer.diffusion import DTYPES, configure_memory, latents_to_uint8, trainable_to_float32
 from trainer.generator import add_lora, load_pipeline, lora_state_dict, save_lora
 
 
@@ -100,10 +101,11 @@ class AlignmentLoop:
         self.out = Path(config.output_dir)
         (self.out / "videos").mkdir(parents=True, exist_ok=True)
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.pipe = load_pipeline(config.pipeline, device=self.device)
+        self.pipe = load_pipeline(config.pipeline, device=self.device, dtype=DTYPES.get(config.dtype))
+        configure_memory(self.pipe, config.gradient_checkpointing, config.vae_slicing, config.vae_tiling)
         torch.manual_seed(config.seed)  # the LoRA initialisation is part of the run's seeded state
         add_lora(self.pipe, rank=config.lora_rank)
-        self.params = [p for p in self.pipe.transformer.parameters() if p.requires_grad]
+        self.params = trainable_to_float32(self.pipe.transformer)
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         self.prompts = read_prompts(config.prompts)
         self.state: dict = {}  # method state that must survive a restart (e.g. running reward statistics)
@@ -152,9 +154,7 @@ class AlignmentLoop:
         latents = self.pipe(prompt=prompt, num_frames=c.num_frames, height=c.height, width=c.width,
                             num_inference_steps=c.inference_steps, guidance_scale=c.guidance_scale, generator=gen,
                             output_type="latent").frames
-        video = self.pipe.decode_latents(latents)
-        frames = self.pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
-        return latents[0], (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+        return latents[0], latents_to_uint8(self.pipe, latents)
 
     def request_kwargs(self) -> dict:
         """Rubric and sampling sent with every request."""

@@ -8,34 +8,11 @@ from pathlib import Path
 import torch
 
 from clients.media import read_frames
+from trainer.diffusion import embed  # noqa: F401  (trainer.preference imports it from here)
+from trainer.diffusion import weighted_denoising_loss
 from trainer.loop import AlignmentLoop, Sample
 from trainer.normalize import NORMALIZERS
 from trainer.rwr_config import RWRConfig
-
-
-def denoising_loss(pipe, x0: torch.Tensor, prompt_embeds: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per-sample ``mean((1 / (1 - abar_t)) * (x0_pred - x0)^2)`` with t uniform and v-prediction -> x0."""
-    sched = pipe.scheduler
-    b = x0.shape[0]
-    t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-    xt = sched.add_noise(x0, noise, t)
-    rope = None
-    if pipe.transformer.config.use_rotary_positional_embeddings:
-        h = x0.shape[-2] * pipe.vae_scale_factor_spatial
-        w = x0.shape[-1] * pipe.vae_scale_factor_spatial
-        rope = pipe._prepare_rotary_positional_embeddings(h, w, x0.shape[1], x0.device)
-    v = pipe.transformer(hidden_states=xt, encoder_hidden_states=prompt_embeds, timestep=t,
-                         image_rotary_emb=rope, return_dict=False)[0]
-    abar = sched.alphas_cumprod.to(x0.device)[t].view(b, 1, 1, 1, 1).to(x0.dtype)
-    x0_pred = abar.sqrt() * xt - (1 - abar).sqrt() * v
-    return ((x0_pred - x0) ** 2).mean(dim=(1, 2, 3, 4)) / (1 - abar.view(b))
-
-
-def embed(pipe, prompts: list[str]) -> torch.Tensor:
-    with torch.no_grad():
-        return pipe.encode_prompt(prompts, do_classifier_free_guidance=False,
-                                  max_sequence_length=pipe.transformer.config.max_text_seq_length)[0]
 
 
 class RWRTrainer(AlignmentLoop):
@@ -82,5 +59,4 @@ def weighted_loss(loop: AlignmentLoop, samples: list[Sample], weights: list[floa
     """Mean over samples of weight x per-sample denoising loss (the step's t and noise are seeded)."""
     x0 = torch.stack([s.latents for s in samples]).to(loop.device)
     gen = torch.Generator().manual_seed(loop.config.seed * 7_919 + step)
-    per = denoising_loss(loop.pipe, x0, embed(loop.pipe, [s.prompt for s in samples]), gen)
-    return (per * torch.tensor(weights, dtype=per.dtype, device=per.device)).mean()
+    return weighted_denoising_loss(loop.pipe, x0, [s.prompt for s in samples], weights, gen)
