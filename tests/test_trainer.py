@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import pytest
 import torch
@@ -26,6 +27,10 @@ def _config(tmp_path, pipeline, service, name, **kw):
                 rubric="brightness", sampling={"strategy": "all"}, steps=4, batch_size=2, inference_steps=2,
                 lr=3e-3, checkpoint_every=2, normalization="batch_z", seed=1)
     return RWRConfig(**{**base, **kw})
+
+
+def _journal(t) -> list[dict]:
+    return [json.loads(line) for line in open(t.journal)]
 
 
 def _run(cfg_or_trainer, stop_after=None):
@@ -74,10 +79,15 @@ def test_kill_and_resume_gives_the_same_journal(tmp_path, tiny_pipeline, service
     assert s1["steps"] == 3 and first.journal_lines() == 6
     second, s2, _ = _run(cfg)
     assert s2["resumed"] and s2["steps"] == 4
-    a = [json.loads(x) for x in open(full.journal)]
-    b = [json.loads(x) for x in open(second.journal)]
+    a, b = _journal(full), _journal(second)
     assert len(a) == len(b) == 8
+    assert [r.pop("request_id") for r in a] == [f"{full.run_id}-train-{s}-0-{i}" for s in range(4) for i in range(2)]
+    # the resumed run kept its run id: its requests are the ones the killed run sent
+    assert [r.pop("request_id") for r in b] == [f"{first.run_id}-train-{s}-0-{i}" for s in range(4) for i in range(2)]
+    assert second.run_id == first.run_id != full.run_id
     assert a == b  # same prompts, seeds, videos, rewards, in the same order: nothing lost, nothing repeated
+    logged = list(csv.DictReader(open(second.out / "log.csv")))
+    assert [r["step"] for r in logged] == ["1", "2", "3", "4"]  # the killed step is logged once
     from trainer.generator import lora_state_dict
 
     la, lb = lora_state_dict(full.pipe), lora_state_dict(second.pipe)
@@ -185,6 +195,30 @@ def test_real_videos_join_the_rwr_loss(tmp_path, tiny_pipeline, service):
     (real,) = t.real_samples(0)
     assert real.latents.shape == (3, 4, 8, 8)  # (latent frames, channels, h, w), as the generator's
     _run(t)
-    import csv
-
     assert [row["real"] for row in csv.DictReader(open(t.out / "log.csv"))] == ["1"]
+
+
+def test_cli_run_logs_tensorboard_and_holdout_points(tmp_path, tiny_pipeline, service):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trainer.cli import run
+
+    holdout = tmp_path / "holdout.txt"
+    holdout.write_text("a white ball moves over yellow sand\nan orange square moves\n")
+    t = RWRTrainer(_config(tmp_path, tiny_pipeline, service, "tb", steps=2, holdout_prompts=str(holdout),
+                           eval_every=1))
+    report = run(t)
+    held = list(csv.DictReader(open(t.out / "holdout.csv")))
+    assert [(r["step"], r["tag"]) for r in held] == [("0", "before"), ("1", "holdout"), ("2", "after")]
+    assert float(held[0]["mean_reward"]) == pytest.approx(report["holdout_before"])
+    assert float(held[-1]["mean_reward"]) == pytest.approx(report["holdout_after"])
+    events = EventAccumulator(str(t.out / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/mean_reward")] == [1, 2]
+    assert [e.step for e in events.Scalars("holdout/mean_reward")] == [0, 1, 2]
+    assert {"train/loss", "train/real"} <= set(events.Tags()["scalars"])
+    assert (t.out / "reward_curve.png").stat().st_size > 0
+    assert {"before_00000_000.mp4", "holdout_00001_001.mp4", "after_00002_001.mp4"} <= {
+        p.name for p in (t.out / "videos").iterdir()}
+    rows = [json.loads(x) for x in open(t.journal)]
+    assert len(rows) == 4 and all(r["request_id"].startswith(t.run_id + "-train-") for r in rows)

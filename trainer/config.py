@@ -39,6 +39,10 @@ class LoopConfig:
     betas: tuple[float, float] = field(default=(0.9, 0.95), metadata={"help": "AdamW betas (LiFT: 0.9, 0.95)."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     grad_clip: float = field(default=1.0, metadata={"help": "Max gradient norm."})
+    eval_every: int | None = field(default=None, metadata={"help": "Also score the held-out prompts every N steps "
+                                                                    "(points on the reward curve); none: before and "
+                                                                    "after only."})
+    tensorboard: bool = field(default=True, metadata={"help": "Write TensorBoard logs to OUTPUT_DIR/tensorboard."})
     checkpoint_every: int = field(default=5, metadata={"help": "Checkpoint every N steps (and at the end)."})
     max_concurrency: int = field(default=8, metadata={"help": "Scoring requests in flight."})
     seed: int = field(default=0, metadata={"help": "Seeds generation and the loss's noise and timesteps."})
@@ -59,6 +63,7 @@ class LoopConfig:
             (self.steps >= 1 and self.batch_size >= 1, "steps and batch_size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+            (self.eval_every is None or self.eval_every >= 1, "eval_every must be >= 1"),
             (self.height % 16 == 0 and self.width % 16 == 0, "height and width must be multiples of 16"),
             (self.dtype is None or self.dtype in DTYPES, f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}"),
         ]
@@ -80,7 +85,7 @@ class LoopConfig:
             v = data.get(key)
             if v and not os.path.isabs(v) and (v.startswith(".") or os.path.exists(os.path.join(base, v))):
                 data[key] = os.path.join(base, v)
-        data.update({k: v for k, v in overrides.items() if v is not None})
+        data.update(overrides)  # command-line flags win over the YAML
         return cls(**data)
 
     def to_dict(self) -> dict:

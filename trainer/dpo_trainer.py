@@ -12,6 +12,7 @@ from trainer.preference import prediction_errors
 
 class DPOTrainer(AlignmentLoop):
     method = "dpo"
+    group_size = 2
 
     def __init__(self, config: DPOConfig):
         super().__init__(config)
@@ -44,9 +45,9 @@ class DPOTrainer(AlignmentLoop):
         self.state["round"] = step // c.steps_per_round
         extra = {"journal": {"pair_margins": margins}}
         if not winners:
-            return {"loss": 0.0, "pairs": 0, **extra}
+            return {"loss": self.optimize(None), "pairs": 0, **extra}  # still joins the ranks' gradient average
         x0 = torch.stack([s.latents for s in winners + losers]).to(self.device)
-        gen = torch.Generator().manual_seed(c.seed * 7_919 + step)
+        gen = self.loss_generator(step)
         # one t and noise per pair: the winner and loser rows share them
         n = len(winners)
         policy, reference = prediction_errors(self.pipe, x0, [s.prompt for s in winners + losers], gen)

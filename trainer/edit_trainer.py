@@ -67,14 +67,14 @@ class EditTrainer(AlignmentLoop):
             latents = sched.step(v, t, latents, return_dict=False)[0]
         return latents[0], latents_to_uint8(pipe, latents)
 
-    def collect(self, step: int, prompts: list[str] | None = None, tag: str = "train") -> list[Sample]:
+    def score(self, samples: list[Sample], step: int, tag: str) -> None:
         """Score the K segment frames of each edited video and combine them with attenuated weights."""
-        samples = super().collect(step, prompts, tag)  # whole-video result kept for the journal
+        super().score(samples, step, tag)  # whole-video result kept for the journal
         c = self.config
         for s in samples:
             idx = segment_frames(c.num_frames, c.segments, s.seed)
             futures = [self.service.submit(video=encode_video(np.repeat(s.frames[i : i + 1], 2, axis=0), fps=c.fps),
-                                           prompt=s.prompt, request_id=f"{self.out.name}-{tag}-{s.seed}-f{i}",
+                                           prompt=s.prompt, request_id=self.request_id(tag, step, s.index, f"-f{i}"),
                                            **self.request_kwargs()) for i in idx]
             try:
                 scores = [f.result()["result"]["reward"] for f in futures]
@@ -83,8 +83,7 @@ class EditTrainer(AlignmentLoop):
             weights = attenuated_weights(idx, c.num_frames, c.attenuation)
             s.result = {**s.result, "reward": float(sum(w * r for w, r in zip(weights, scores))),
                         "segment_frames": idx, "frame_rewards": scores}
-        return samples
 
     def update(self, samples: list[Sample], step: int) -> dict:
-        weights = batch_z([s.result["reward"] for s in samples], None, None, None)
-        return {"loss": self.optimize(weighted_loss(self, samples, weights, step))}
+        weights = batch_z(self.batch_rewards()[0], None, None, None)
+        return {"loss": self.optimize(weighted_loss(self, samples, [weights[s.index] for s in samples], step))}

@@ -19,12 +19,12 @@ class KTOTrainer(AlignmentLoop):
 
     def update(self, samples: list[Sample], step: int) -> dict:
         c = self.config
-        rewards = [s.result["reward"] for s in samples]
+        rewards = self.batch_rewards()[0]  # the whole batch's, on every rank
         threshold = c.threshold if c.threshold is not None else statistics.median(rewards)
-        desirable = torch.tensor([r > threshold for r in rewards])
+        desirable = torch.tensor([s.result["reward"] > threshold for s in samples])
         self.state["round"] = step // c.steps_per_round
         x0 = torch.stack([s.latents for s in samples]).to(self.device)
-        gen = torch.Generator().manual_seed(c.seed * 7_919 + step)
+        gen = self.loss_generator(step)
         policy, reference = prediction_errors(self.pipe, x0, [s.prompt for s in samples], gen)
         implicit = reference - policy  # > 0: the policy explains this video better than the reference
         z0 = implicit.detach().mean().clamp(min=0)  # reference point (batch KL estimate)

@@ -25,7 +25,7 @@ class RWRTrainer(AlignmentLoop):
     def real_samples(self, step: int) -> list[Sample]:
         """The step's real videos (cycled, in file order), encoded by the VAE: regularisation as in LiFT."""
         c, out = self.config, []
-        for k in range(c.real_per_step if self.real else 0):
+        for k in self.ranks.share(c.real_per_step if self.real else 0):  # each rank its share
             path, prompt = self.real[(step * c.real_per_step + k) % len(self.real)]
             frames, _ = read_frames(path)
             if frames.shape[0] < c.num_frames or frames.shape[1:3] != (c.height, c.width):
@@ -40,10 +40,11 @@ class RWRTrainer(AlignmentLoop):
 
     def update(self, samples: list[Sample], step: int) -> dict:
         c = self.config
-        rewards = [s.result["reward"] for s in samples]
-        weights = NORMALIZERS[c.normalization](rewards, [s.prompt for s in samples], self.state, c)
+        rewards, prompts = self.batch_rewards()  # normalised over the whole batch, on every rank alike
+        weights = NORMALIZERS[c.normalization](rewards, prompts, self.state, c)
         real = self.real_samples(step)
-        loss = weighted_loss(self, samples + real, list(weights) + [c.real_weight] * len(real), step)
+        mine = [weights[s.index] for s in samples] + [c.real_weight] * len(real)
+        loss = weighted_loss(self, samples + real, mine, step)
         return {"loss": self.optimize(loss), "real": len(real)}
 
 
@@ -58,5 +59,4 @@ def read_real_videos(jsonl: str) -> list[tuple[str, str]]:
 def weighted_loss(loop: AlignmentLoop, samples: list[Sample], weights: list[float], step: int) -> torch.Tensor:
     """Mean over samples of weight x per-sample denoising loss (the step's t and noise are seeded)."""
     x0 = torch.stack([s.latents for s in samples]).to(loop.device)
-    gen = torch.Generator().manual_seed(loop.config.seed * 7_919 + step)
-    return weighted_denoising_loss(loop.pipe, x0, [s.prompt for s in samples], weights, gen)
+    return weighted_denoising_loss(loop.pipe, x0, [s.prompt for s in samples], weights, loop.loss_generator(step))
