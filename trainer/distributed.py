@@ -17,7 +17,9 @@ class Ranks:
     def __init__(self):
         from accelerate import PartialState
 
-        self._state = PartialState()  # under `accelerate launch`: initialises the process group
+        # under `accelerate launch`: initialises the process group (gloo when there is no GPU; on a CPU-only
+        # machine `accelerate launch --multi_gpu --num_processes N` starts the N processes)
+        self._state = PartialState(cpu=not torch.cuda.is_available())
         self.rank = self._state.process_index
         self.world = self._state.num_processes
         self.is_main = self._state.is_main_process
@@ -30,7 +32,7 @@ class Ranks:
         """The requested device, else this process's GPU (cuda:LOCAL_RANK), else cpu."""
         if requested:
             return requested
-        return str(self._state.device) if torch.cuda.is_available() else "cpu"
+        return str(self._state.device) if torch.cuda.is_available() else "cpu"  # (not "cpu:0": one CPU device)
 
     def share(self, n: int) -> range:
         """This rank's contiguous block of ``range(n)`` (sizes differ by at most one)."""
