@@ -222,3 +222,26 @@ def test_cli_run_logs_tensorboard_and_holdout_points(tmp_path, tiny_pipeline, se
         p.name for p in (t.out / "videos").iterdir()}
     rows = [json.loads(x) for x in open(t.journal)]
     assert len(rows) == 4 and all(r["request_id"].startswith(t.run_id + "-train-") for r in rows)
+
+
+def test_runs_with_the_same_folder_name_get_their_own_rewards(tmp_path, tiny_pipeline, service):
+    """Two runs whose output folders share a name (different parents) on ONE service: distinct request
+    ids, and each journal's rewards are its own videos' scores (no answer served from the other run)."""
+    from clients import CriticClient
+
+    runs = []
+    for parent, seed in (("a", 1), ("b", 2)):
+        (tmp_path / parent).mkdir()
+        t, _, _ = _run(_config(tmp_path, tiny_pipeline, service, f"{parent}/run", steps=1, seed=seed))
+        runs.append(t)
+    assert runs[0].out.name == runs[1].out.name and runs[0].run_id != runs[1].run_id
+    ids = [[r["request_id"] for r in _journal(t)] for t in runs]
+    assert len(set(ids[0] + ids[1])) == 4
+    client = CriticClient(service)
+    for t in runs:
+        for r in _journal(t):
+            fresh = client.score(video=(t.out / "videos" / r["video"]).read_bytes(), prompt=r["prompt"],
+                                 rubric="brightness", sampling={"strategy": "all"}, request_id=r["request_id"] + "-x")
+            assert fresh["result"]["reward"] == pytest.approx(r["reward"])
+    rewards = [[r["reward"] for r in _journal(t)] for t in runs]
+    assert rewards[0] != rewards[1]  # different seeds, different videos: the check above can tell them apart
