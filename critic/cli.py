@@ -20,7 +20,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="VLM checkpoint folder or hub id (default: the model-free critic)")
     p.add_argument("--rubric", default=None, help="registered rubric name or a YAML file (default: the critic's)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--frames", type=int, help="uniform sampling: this many frames (LiFT uses 8)")
+    g.add_argument("--frames", type=int, help="uniform sampling: this many frames at span midpoints")
+    g.add_argument("--linspace", type=int, metavar="N", help="LiFT's sampling: N frames at linspace(0, n-1, N)")
     g.add_argument("--fps", type=float, help="sample at this many frames per second")
     g.add_argument("--segments", type=int, help="segmental sparse sampling: one frame in each of K segments")
     g.add_argument("--all-frames", action="store_true", help="use every decoded frame")
@@ -38,9 +39,11 @@ def _sampling(args, critic):
         return FrameSampling.at_fps(args.fps)
     if args.segments is not None:
         return FrameSampling.segmental(args.segments, seed=args.seed)
+    if args.linspace is not None:
+        return FrameSampling.linspace(args.linspace)
     if args.all_frames:
         return FrameSampling.every_frame()
-    return critic.default_sampling
+    return None  # the rubric's, else the critic's
 
 
 def _critic(args):
@@ -58,8 +61,10 @@ def _critic(args):
 def _inputs(args, critic, videos):
     from critic.base import prepare_input
 
-    sampling = _sampling(args, critic)
-    rubric = args.rubric or critic.default_rubric
+    from critic.rubrics import get_rubric
+
+    rubric = get_rubric(args.rubric or critic.default_rubric)
+    sampling = _sampling(args, critic) or rubric.frame_sampling(critic.default_sampling)
     return [prepare_input(Path(v), args.prompt, rubric, sampling) for v in videos]
 
 
@@ -113,7 +118,7 @@ def cmd_eval(args) -> dict:
     from critic.train.metrics import format_confusion
 
     critic = _critic(args)
-    report = evaluate(critic, args.data, rubric=args.rubric or "lift", frames=args.frames, baseline=args.baseline)
+    report = evaluate(critic, args.data, rubric=args.rubric, frames=args.frames, baseline=args.baseline)
     for name, m in report["dimensions"].items():
         print(f"{name}: accuracy {m['accuracy']:.3f} (majority {m['majority_baseline']['label']} "
               f"{m['majority_baseline']['accuracy']:.3f}), macro-F1 {m['macro_f1']:.3f}, Spearman {m['spearman']:.3f}, "

@@ -15,11 +15,16 @@ import numpy as np
 
 from critic.base import Critic, dimension_result
 from critic.errors import InvalidParameterError, InvalidRubricError
+from critic.motion import FlowField, dynamic_degree_dis, is_static, motion_smoothness_dis, normalise
 from critic.rubrics import Rubric
 from critic.sampling import FrameSampling
 from critic.types import CriticResult, ScoreInput
 
 MetricFn = Callable[[np.ndarray], tuple[float, str]]
+# metrics on optical flow: they take the clip's FlowField too, so each flow is computed once per clip
+FLOW_METRICS = frozenset({"temporal_flickering_dis", "motion_smoothness_dis", "dynamic_degree_dis"})
+MIN_FRAMES = {"temporal_flickering": 2, "temporal_flickering_dis": 2, "dynamic_degree_dis": 2, "motion_magnitude": 2,
+              "motion_smoothness_dis": 3}
 
 
 def _luma(frames: np.ndarray) -> np.ndarray:
@@ -50,24 +55,25 @@ def temporal_flickering(frames: np.ndarray) -> tuple[float, str]:
     return score, f"mean |frame difference| {mad.mean():.2f}/255 over {len(mad)} pairs"
 
 
+def temporal_flickering_dis(frames: np.ndarray, flows: FlowField | None = None) -> tuple[float, str]:
+    """VBench temporal flickering as VBench reports it: only for a clip its static filter (on DIS flow
+    here) passes, min-max normalised. VBench does not score flickering on a clip that moves: 1.0."""
+    _need_two(frames, "temporal_flickering_dis")
+    static, why = is_static(frames, flows)
+    if not static:
+        return 1.0, f"moves, so flickering is not scored (VBench's static filter: {why})"
+    raw, _ = temporal_flickering(frames)
+    return normalise("temporal_flickering", raw), f"static ({why}); VBench raw {raw:.4f}"
+
+
 def motion_magnitude(frames: np.ndarray, scale: float = 0.005) -> tuple[float, str]:
-    """Dynamic degree: 1 - exp(-mean diff / scale); 0 for a frozen clip."""
+    """How much changes: 1 - exp(-mean contrast-normalised luma difference / scale); 0 for a frozen clip.
+    Not VBench's dynamic degree (that is ``dynamic_degree_dis``): noise and flicker raise it too."""
     _need_two(frames, "motion_magnitude")
     m = _frame_diffs(frames)
     score = float(1.0 - np.exp(-m.mean() / scale))
     frozen = int((m < 1e-3).sum())
     return score, f"mean luma change {255 * m.mean():.2f}/255 per step; {frozen} of {len(m)} steps frozen"
-
-
-def motion_smoothness(frames: np.ndarray) -> tuple[float, str]:
-    """1 - mean |change of the per-step motion| / (2 * mean motion): jumps and freezes inside motion lower it."""
-    _need_two(frames, "motion_smoothness")
-    m = _frame_diffs(frames)
-    if len(m) < 2 or m.mean() < 1e-4:
-        return 1.0, "no motion to be jerky"
-    jerk = np.abs(np.diff(m)).mean()
-    score = float(np.clip(1.0 - jerk / (2.0 * m.mean()), 0.0, 1.0))
-    return score, f"motion varies by {jerk / m.mean():.2f}x its mean from step to step"
 
 
 def sharpness(frames: np.ndarray, scale: float = 100.0) -> tuple[float, str]:
@@ -97,8 +103,10 @@ def brightness(frames: np.ndarray) -> tuple[float, str]:
 # name -> metric. A model-free rubric may use any of these as dimension names.
 METRICS: dict[str, MetricFn] = {
     "temporal_flickering": temporal_flickering,
+    "temporal_flickering_dis": temporal_flickering_dis,
+    "motion_smoothness_dis": motion_smoothness_dis,
+    "dynamic_degree_dis": dynamic_degree_dis,
     "motion_magnitude": motion_magnitude,
-    "motion_smoothness": motion_smoothness,
     "sharpness": sharpness,
     "colourfulness": colourfulness,
     "brightness": brightness,
@@ -127,7 +135,7 @@ class ModelFreeCritic(Critic):
 
     kind = "model-free"
     name = "model-free"
-    version = "1"
+    version = "2"  # 2: VBench signals on DIS flow (critic/motion.py)
     default_rubric = "signal"
     default_sampling = FrameSampling.every_frame()
 
@@ -139,17 +147,20 @@ class ModelFreeCritic(Critic):
 
     def validate(self, item: ScoreInput) -> None:
         super().validate(item)
-        temporal = {"temporal_flickering", "motion_magnitude", "motion_smoothness"}
-        if len(item.frames) < 2 and any(d.name in temporal for d in item.rubric.dimensions):
-            raise InvalidParameterError(f"temporal metrics need at least 2 sampled frames, got {len(item.frames)}")
+        need = max((MIN_FRAMES.get(d.name, 1) for d in item.rubric.dimensions), default=1)
+        if len(item.frames) < need:
+            raise InvalidParameterError(f"rubric {item.rubric.name!r}'s temporal metrics need at least {need} sampled "
+                                        f"frames, got {len(item.frames)}")
 
     def _score(self, inputs: list[ScoreInput]) -> list[CriticResult]:
         results = []
         for item in inputs:
             t0 = time.perf_counter()
             dims = {}
+            flows = FlowField(item.frames) if any(d.name in FLOW_METRICS for d in item.rubric.dimensions) else None
             for d in item.rubric.dimensions:
-                score, why = METRICS[d.name](item.frames)
+                extra = (flows,) if d.name in FLOW_METRICS else ()
+                score, why = METRICS[d.name](item.frames, *extra)
                 dims[d.name] = dimension_result(item.rubric, interpolate_probabilities(score, item.rubric.label_values), why)
             results.append(self.make_result(item, dims, {"model_s": time.perf_counter() - t0}))
         return results

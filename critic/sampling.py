@@ -1,8 +1,10 @@
 """Frame sampling: which decoded frames the critic looks at.
 
-Four strategies, each deterministic (segmental sampling for a given seed):
+Five strategies, each deterministic (segmental sampling for a given seed):
 
-- ``uniform``: N frames evenly spread over the whole clip (LiFT uses 8);
+- ``uniform``: N frames at the midpoints of N equal spans of the clip;
+- ``linspace``: LiFT's rule, ``np.linspace(0, n - 1, N, dtype=int)``: the first and last frames and
+  N - 2 between (49 frames, N = 8: 0, 6, 13, 20, 27, 34, 41, 48);
 - ``fps``: one frame every 1/F seconds from the start;
 - ``segments``: split the clip into K equal segments and take one frame at a seeded
   random offset inside each (InstructVideo's segmental sparse sampling);
@@ -18,22 +20,23 @@ import numpy as np
 
 from critic.errors import InvalidParameterError
 
-Strategy = Literal["uniform", "fps", "segments", "all"]
+Strategy = Literal["uniform", "linspace", "fps", "segments", "all"]
+STRATEGIES = ("uniform", "linspace", "fps", "segments", "all")
 MAX_SAMPLED_FRAMES = 256
 
 
 @dataclass(frozen=True)
 class FrameSampling:
     strategy: Strategy = "uniform"
-    frames: int = 8  # for "uniform"
+    frames: int = 8  # for "uniform" and "linspace"
     fps: float | None = None  # for "fps"
     segments: int = 4  # for "segments"
     seed: int = 0  # for "segments"
 
     def __post_init__(self):
-        if self.strategy not in ("uniform", "fps", "segments", "all"):
+        if self.strategy not in STRATEGIES:
             raise InvalidParameterError(f"unknown frame sampling strategy {self.strategy!r}")
-        if self.strategy == "uniform" and not 1 <= self.frames <= MAX_SAMPLED_FRAMES:
+        if self.strategy in ("uniform", "linspace") and not 1 <= self.frames <= MAX_SAMPLED_FRAMES:
             raise InvalidParameterError(f"frames must be in [1, {MAX_SAMPLED_FRAMES}], got {self.frames}")
         if self.strategy == "fps" and (self.fps is None or not 0 < self.fps <= 240):
             raise InvalidParameterError(f"fps must be in (0, 240], got {self.fps}")
@@ -43,6 +46,10 @@ class FrameSampling:
     @classmethod
     def uniform(cls, frames: int = 8) -> "FrameSampling":
         return cls("uniform", frames=frames)
+
+    @classmethod
+    def linspace(cls, frames: int = 8) -> "FrameSampling":
+        return cls("linspace", frames=frames)
 
     @classmethod
     def at_fps(cls, fps: float) -> "FrameSampling":
@@ -57,7 +64,8 @@ class FrameSampling:
         return cls("all")
 
     def describe(self) -> dict:
-        keep = {"uniform": ("frames",), "fps": ("fps",), "segments": ("segments", "seed"), "all": ()}[self.strategy]
+        keep = {"uniform": ("frames",), "linspace": ("frames",), "fps": ("fps",), "segments": ("segments", "seed"),
+                "all": ()}[self.strategy]
         d = asdict(self)
         return {"strategy": self.strategy, **{k: d[k] for k in keep}}
 
@@ -77,6 +85,13 @@ class FrameSampling:
             # midpoints of N equal spans: symmetric, and never two picks of one frame
             pos = (np.arange(self.frames) + 0.5) * num_frames / self.frames
             return [int(i) for i in np.floor(pos)]
+        if self.strategy == "linspace":
+            if self.frames >= num_frames:
+                return list(range(num_frames))
+            # LiFT-Critic/test/run_critic_13b.py L82 reads frames with VILA's opencv_extract_frames:
+            # CodeGoat24/LiFT @a0d5e56 llava/mm_utils.py L56 np.linspace(0, frame_count - 1, num_frames, dtype=int),
+            # every frame when the clip is shorter (L59, L71-80); distinct whenever N < n
+            return [int(i) for i in np.linspace(0, num_frames - 1, self.frames, dtype=int)]
         if self.strategy == "fps":
             step = video_fps / self.fps
             idx = sorted({int(round(k * step)) for k in range(int(np.ceil(num_frames / step)) + 1)})

@@ -70,7 +70,7 @@ class VLMCritic(Critic):
         *,
         device: str | None = None,
         dtype: torch.dtype | str | None = None,
-        default_rubric: str = "lift",
+        default_rubric: str | None = None,
         default_sampling: FrameSampling | None = None,
         rationale_tokens: int = 32,
         max_batch_size: int = 8,
@@ -85,8 +85,10 @@ class VLMCritic(Critic):
             raise ModelLoadError(f"cannot load a VLM critic from {path!r}: {e}") from None
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         saved = Path(path) / CRITIC_CONFIG
-        if default_sampling is None and saved.is_file():  # how the checkpoint was trained to be asked
-            default_sampling = FrameSampling(**json.loads(saved.read_text())["default_sampling"])
+        trained = json.loads(saved.read_text()) if saved.is_file() else {}  # how the checkpoint was trained to be asked
+        if default_sampling is None and "default_sampling" in trained:
+            default_sampling = FrameSampling(**trained["default_sampling"])
+        default_rubric = default_rubric or trained.get("rubric", "lift")
         self._setup(loaded.to(device), processor, Path(path).name if os.path.isdir(path) else path,
                     checkpoint_version(path), default_rubric, default_sampling, rationale_tokens, max_batch_size)
 

@@ -115,10 +115,11 @@ class Engine:
                        adapter: str | None = None) -> ScoreInput:
         info = await self.info()
         try:
-            spec = FrameSampling(**(sampling.model_dump() if sampling else info["default_sampling"]))
             if rubric and (os.sep in rubric or rubric.endswith((".yaml", ".yml"))):
                 raise ServiceError("unknown_rubric", "the service takes registered rubric names, not file paths")
             rub = get_rubric(rubric or info["default_rubric"])
+            spec = (FrameSampling(**sampling.model_dump()) if sampling
+                    else rub.frame_sampling(FrameSampling(**info["default_sampling"])))
             if adapter is not None and adapter not in info.get("adapters", []):
                 raise ServiceError("unknown_adapter", f"adapter {adapter!r} is not served; available: {info.get('adapters', [])}")
             return await asyncio.to_thread(prepare_input, source, prompt, rub, spec, self.limits, adapter)

@@ -13,8 +13,8 @@ class Sampling(BaseModel):
     """Which frames the critic looks at; absent fields take the critic's default."""
 
     model_config = _STRICT
-    strategy: Literal["uniform", "fps", "segments", "all"] = Field("uniform", description="Sampling strategy.")
-    frames: int = Field(8, ge=1, le=256, description="uniform: number of frames.")
+    strategy: Literal["uniform", "linspace", "fps", "segments", "all"] = Field("uniform", description="Sampling strategy.")
+    frames: int = Field(8, ge=1, le=256, description="uniform, linspace: number of frames.")
     fps: float | None = Field(None, gt=0, le=240, description="fps: frames per second to sample.")
     segments: int = Field(4, ge=1, le=256, description="segments: number of segments (one frame each).")
     seed: int = Field(0, ge=0, description="segments: seed of the offsets.")

@@ -29,7 +29,7 @@ def test_freeze_lowers_motion(critic, clips):
 
 def test_jump_lowers_smoothness(critic, clips):
     clean, jump = _score(critic, clips["clean"]), _score(critic, clips["jump"])
-    assert jump.dimensions["motion_smoothness"].score < clean.dimensions["motion_smoothness"].score
+    assert jump.dimensions["motion_smoothness_dis"].score < clean.dimensions["motion_smoothness_dis"].score
 
 
 def test_blur_lowers_sharpness_and_noise_raises_it(critic, clips):
@@ -52,9 +52,9 @@ def test_brightness_rubric(critic, clips):
     assert list(r.dimensions) == ["brightness"] and r.reward == pytest.approx(r.dimensions["brightness"].score)
 
 
-def test_one_frame_is_too_few_for_temporal_metrics(critic, clips):
-    with pytest.raises(InvalidParameterError, match="at least 2"):
-        _score(critic, clips["clean"], sampling=FrameSampling.uniform(1))
+def test_too_few_frames_for_temporal_metrics(critic, clips):
+    with pytest.raises(InvalidParameterError, match="at least 3"):  # motion smoothness predicts a middle frame
+        _score(critic, clips["clean"], sampling=FrameSampling.uniform(2))
 
 
 def test_vlm_rubric_is_refused(critic, clips):

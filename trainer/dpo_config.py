@@ -9,7 +9,8 @@ from trainer.config import ConfigError, LoopConfig
 
 @dataclass
 class DPOConfig(LoopConfig):
-    beta: float = field(default=500.0, metadata={"help": "DPO temperature on the error differences."})
+    beta: float = field(default=5000.0, metadata={"help": "DPO temperature on the error differences; 5000 is "
+                                                          "Diffusion-DPO's default (train.py --beta_dpo)."})
     label_by: str = field(default="compare", metadata={"help": "compare: the service's /compare endpoint; "
                                                                "scores: the higher reward wins."})
     min_margin: float = field(default=0.05, metadata={"help": "Skip pairs whose preference is weaker than this "

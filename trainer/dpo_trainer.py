@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from trainer.dpo_config import DPOConfig
 from trainer.loop import AlignmentLoop, RewardError, Sample
-from trainer.preference import prediction_errors
+from trainer.preference import dpo_loss, prediction_errors
 
 
 class DPOTrainer(AlignmentLoop):
@@ -48,10 +47,7 @@ class DPOTrainer(AlignmentLoop):
             return {"loss": self.optimize(None), "pairs": 0, **extra}  # still joins the ranks' gradient average
         x0 = torch.stack([s.latents for s in winners + losers]).to(self.device)
         gen = self.loss_generator(step)
-        # one t and noise per pair: the winner and loser rows share them
-        n = len(winners)
-        policy, reference = prediction_errors(self.pipe, x0, [s.prompt for s in winners + losers], gen)
-        model_diff = policy[:n] - policy[n:]
-        ref_diff = reference[:n] - reference[n:]
-        loss = -F.logsigmoid(-0.5 * c.beta * (model_diff - ref_diff)).mean()
-        return {"loss": self.optimize(loss), "pairs": n, **extra}
+        # rows [winners..., losers...]: paired=True gives row i and row n + i the same t and noise
+        policy, reference = prediction_errors(self.pipe, x0, [s.prompt for s in winners + losers], gen, paired=True)
+        loss = dpo_loss(policy, reference, c.beta)
+        return {"loss": self.optimize(loss), "pairs": len(winners), **extra}

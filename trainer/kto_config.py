@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainer.config import LoopConfig
+from trainer.config import ConfigError, LoopConfig
+
+BALANCE = ("class", "none")
 
 
 @dataclass
 class KTOConfig(LoopConfig):
-    beta: float = field(default=500.0, metadata={"help": "KTO temperature on the implicit reward."})
+    beta: float = field(default=1000.0, metadata={"help": "KTO temperature on the implicit reward; 1000 is "
+                                                          "Diffusion-KTO's default (--beta_dpo)."})
     threshold: float | None = field(default=None, metadata={"help": "Reward above which a video is desirable; "
                                                                      "none: the batch median."})
+    balance: str = field(default="class", metadata={"help": "class: Diffusion-KTO's class-balanced draw, the "
+                                                            "labelled batch is redrawn with replacement so that "
+                                                            "desirable videos make up positive_ratio of it in "
+                                                            "expectation; none: train on the batch as labelled."})
+    positive_ratio: float = field(default=0.8, metadata={"help": "Expected share of desirable videos in a class-"
+                                                                 "balanced draw (Diffusion-KTO's example run: 0.8)."})
     desirable_weight: float = field(default=1.0, metadata={"help": "lambda_D."})
     undesirable_weight: float = field(default=1.0, metadata={"help": "lambda_U."})
     steps_per_round: int = field(default=5, metadata={"help": "Steps per IPO round; the adapter is saved each round."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.balance not in BALANCE:
+            raise ConfigError(f"balance must be one of {BALANCE}")
+        if not 0.0 <= self.positive_ratio <= 1.0:
+            raise ConfigError("positive_ratio must be in [0, 1]")

@@ -8,7 +8,7 @@ import torch
 
 from trainer.kto_config import KTOConfig
 from trainer.loop import AlignmentLoop, Sample
-from trainer.preference import prediction_errors
+from trainer.preference import balanced_draw, kto_loss, prediction_errors
 
 
 class KTOTrainer(AlignmentLoop):
@@ -23,12 +23,13 @@ class KTOTrainer(AlignmentLoop):
         threshold = c.threshold if c.threshold is not None else statistics.median(rewards)
         desirable = torch.tensor([s.result["reward"] > threshold for s in samples])
         self.state["round"] = step // c.steps_per_round
-        x0 = torch.stack([s.latents for s in samples]).to(self.device)
         gen = self.loss_generator(step)
-        policy, reference = prediction_errors(self.pipe, x0, [s.prompt for s in samples], gen)
-        implicit = reference - policy  # > 0: the policy explains this video better than the reference
-        z0 = implicit.detach().mean().clamp(min=0)  # reference point (batch KL estimate)
-        d = 1 - torch.sigmoid(c.beta * (implicit - z0))
-        u = 1 - torch.sigmoid(c.beta * (z0 - implicit))
-        loss = torch.where(desirable, c.desirable_weight * d, c.undesirable_weight * u).mean()
-        return {"loss": self.optimize(loss), "desirable": int(desirable.sum()), "journal": {"threshold": threshold}}
+        rows = list(range(len(samples)))
+        if c.balance == "class":
+            rows = balanced_draw(desirable, c.positive_ratio, gen).tolist()
+        x0 = torch.stack([samples[i].latents for i in rows]).to(self.device)
+        policy, reference = prediction_errors(self.pipe, x0, [samples[i].prompt for i in rows], gen)
+        loss = kto_loss(policy, reference, desirable[rows].to(self.device), c.beta,
+                        c.desirable_weight, c.undesirable_weight)
+        return {"loss": self.optimize(loss), "desirable": int(desirable.sum()),
+                "journal": {"threshold": threshold, "drawn": rows}}

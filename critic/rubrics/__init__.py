@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from critic.errors import InvalidRubricError, UnknownRubricError
+from critic.errors import CriticError, InvalidRubricError, UnknownRubricError
+from critic.sampling import FrameSampling
 
 _HERE = Path(__file__).parent
 
@@ -43,6 +44,12 @@ class Rubric(BaseModel):
         description="'label': weighted mean of the hard labels' values (as LiFT); "
         "'score': weighted mean of the soft scores (expectation over label probabilities).",
     )
+    sampling: dict[str, Any] | None = Field(
+        None, description="Frame sampling used when a request names none (before the critic's default), "
+        "e.g. LiFT's {strategy: linspace, frames: 8}.")
+    reward_round: int | None = Field(
+        None, ge=0, le=12, description="Round the published reward (not the soft reward) to this many decimals "
+        "(LiFT: 2); none: exact.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -54,7 +61,16 @@ class Rubric(BaseModel):
             raise ValueError(f"duplicate label names: {labels}")
         if sum(d.weight for d in self.dimensions) <= 0:
             raise ValueError("at least one dimension needs a positive weight")
+        if self.sampling is not None:
+            try:
+                FrameSampling(**self.sampling)
+            except (CriticError, TypeError) as e:
+                raise ValueError(f"sampling: {e}") from None
         return self
+
+    def frame_sampling(self, fallback: FrameSampling) -> FrameSampling:
+        """The rubric's own frame sampling if it names one, else ``fallback`` (the critic's default)."""
+        return FrameSampling(**self.sampling) if self.sampling is not None else fallback
 
     @property
     def label_values(self) -> list[float]:
@@ -71,7 +87,10 @@ class Rubric(BaseModel):
         (``source`` overrides the rubric's ``reward_from``)."""
         per_dim = label_values if (source or self.reward_from) == "label" else scores
         total = sum(d.weight for d in self.dimensions)
-        return sum(d.weight * per_dim[d.name] for d in self.dimensions) / total
+        reward = sum(d.weight * per_dim[d.name] for d in self.dimensions) / total
+        if source is not None or self.reward_round is None:  # rounding is for the published reward only
+            return reward
+        return round(reward, self.reward_round)
 
 
 def load_rubric_file(path: str | os.PathLike) -> Rubric:

@@ -11,9 +11,10 @@ from critic.sampling import FrameSampling
 from critic.train import metrics
 
 
-def evaluate_rows(critic: Critic, rows: list[RatedVideo], jsonl: str, rubric: str = "lift", frames: int = 8,
+def evaluate_rows(critic: Critic, rows: list[RatedVideo], jsonl: str, rubric: str | None = None, frames: int = 8,
                   baseline_rows: list[RatedVideo] | None = None, batch_size: int = 16) -> dict:
-    rub = get_rubric(rubric)
+    """``rubric``: default, the critic's (the questions it was trained with)."""
+    rub = get_rubric(rubric or critic.default_rubric)
     labels = [lab.name for lab in rub.labels]
     value = {lab.name: lab.value for lab in rub.labels}
     sampling = FrameSampling.uniform(frames)
@@ -41,6 +42,6 @@ def evaluate_rows(critic: Critic, rows: list[RatedVideo], jsonl: str, rubric: st
     return report
 
 
-def evaluate(critic: Critic, data: str, rubric: str = "lift", frames: int = 8, baseline: str | None = None) -> dict:
+def evaluate(critic: Critic, data: str, rubric: str | None = None, frames: int = 8, baseline: str | None = None) -> dict:
     rows = read_ratings(data)
     return evaluate_rows(critic, rows, data, rubric, frames, read_ratings(baseline) if baseline else None)
