@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 
 from trainer.dpo_config import DPOConfig
-from trainer.loop import AlignmentLoop, RewardError, Sample
+from trainer.ipo import IPOLoop
+from trainer.loop import RewardError, Sample
 from trainer.preference import dpo_loss, prediction_errors
 
 
-class DPOTrainer(AlignmentLoop):
+class DPOTrainer(IPOLoop):
     method = "dpo"
     group_size = 2
 

@@ -7,11 +7,12 @@ import statistics
 import torch
 
 from trainer.kto_config import KTOConfig
-from trainer.loop import AlignmentLoop, Sample
+from trainer.ipo import IPOLoop
+from trainer.loop import Sample
 from trainer.preference import balanced_draw, kto_loss, prediction_errors
 
 
-class KTOTrainer(AlignmentLoop):
+class KTOTrainer(IPOLoop):
     method = "kto"
 
     def __init__(self, config: KTOConfig):
