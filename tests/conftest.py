@@ -91,3 +91,10 @@ def service():
     launch.start(launch.load_config(model="model-free", http_port=port, grpc_port=free_port()))
     yield f"http://127.0.0.1:{port}"
     launch.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_path(tmp_path_factory):
+    from critic.tiny import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
