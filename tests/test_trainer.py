@@ -161,27 +161,6 @@ def test_preference_methods_train_against_the_service(tmp_path, tiny_pipeline, s
         assert all("threshold" in r for r in rows)
 
 
-def test_edit_method_rewards_segment_frames_with_attenuation(tmp_path, tiny_pipeline, service):
-    from trainer.edit_config import EditConfig
-    from trainer.edit_trainer import EditTrainer, attenuated_weights, segment_frames
-
-    idx = segment_frames(9, 4, seed=3)
-    assert len(idx) == 4 and idx == sorted(idx) and idx == segment_frames(9, 4, seed=3)
-    w = attenuated_weights([0, 4, 8], 9, 1.0)
-    assert w[1] > w[0] == pytest.approx(w[2]) and sum(w) == pytest.approx(1.0)
-
-    cfg = EditConfig(pipeline=str(tiny_pipeline), prompts=_prompts(tmp_path), output_dir=str(tmp_path / "edit"),
-                     service_url=service, rubric="brightness", steps=2, batch_size=2, inference_steps=2,
-                     edit_steps=10, edit_strength=0.6, lr=3e-3, checkpoint_every=2, seed=4)
-    t, _, changed = _run(EditTrainer(cfg))
-    assert changed and all("lora" in n for n in changed)
-    rows = [json.loads(line) for line in open(t.journal)]
-    assert len(rows) == 4
-    for r in rows:
-        weights = attenuated_weights(r["segment_frames"], 9, 1.0)
-        assert r["reward"] == pytest.approx(sum(a * b for a, b in zip(weights, r["frame_rewards"])))
-
-
 def test_real_videos_join_the_rwr_loss(tmp_path, tiny_pipeline, service):
     from clients.media import encode_video
     from critic.samples import make_clip

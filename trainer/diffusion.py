@@ -90,6 +90,22 @@ def latents_to_uint8(pipe, latents: torch.Tensor) -> np.ndarray:
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
 
 
+def encode_frames(pipe, frames: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """(F, H, W, 3) uint8 frames -> latents (F', C, h, w) in the diffusion space (a seeded VAE draw)."""
+    x = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+    with torch.no_grad():
+        dist = pipe.vae.encode(x.to(pipe.vae.device, pipe.vae.dtype)).latent_dist
+        z = dist.sample(generator) * pipe.vae.config.scaling_factor
+    return z.permute(0, 2, 1, 3, 4)[0]
+
+
+def decode_frames(pipe, latents: torch.Tensor) -> torch.Tensor:
+    """Latents (1, F', C, h, w) -> frames (F, 3, H, W) in [0, 1], differentiable in the latents."""
+    z = latents.permute(0, 2, 1, 3, 4) / pipe.vae.config.scaling_factor
+    video = pipe.vae.decode(z.to(pipe.vae.dtype)).sample  # (1, 3, F, H, W) in [-1, 1]
+    return (video[0].permute(1, 0, 2, 3).float() / 2 + 0.5).clamp(0, 1)
+
+
 def configure_memory(pipe, gradient_checkpointing: bool = False, vae_slicing: bool = False,
                      vae_tiling: bool = False) -> None:
     """The memory options CogVideoX-2B needs at 480x720x49 on one device."""

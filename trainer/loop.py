@@ -156,6 +156,10 @@ class AlignmentLoop:
         """Rubric and sampling sent with every request."""
         return {k: v for k, v in {"rubric": self.config.rubric, "sampling": self.config.sampling}.items() if v}
 
+    def sample_request(self, sample: Sample) -> dict:
+        """What is sent with one sample's request besides the video and prompt."""
+        return self.request_kwargs()
+
     def request_id(self, tag: str, step: int, i: int, part: str = "") -> str:
         return f"{self.run_id}-{tag}-{step}-{self.ranks.rank}-{i}{part}"
 
@@ -178,7 +182,7 @@ class AlignmentLoop:
             s = Sample(prompts[i], self.sample_seed(seed_step, i), latents, frames, path, index=i,
                        request_id=self.request_id(tag, step, i))
             s.future = self.service.submit(video=path.read_bytes(), prompt=s.prompt, request_id=s.request_id,
-                                           **self.request_kwargs())
+                                           **self.sample_request(s))
             samples.append(s)
         self.score(samples, step, tag)
         self.batch = sorted(self.ranks.gather([(s.index, s.prompt, s.result["reward"]) for s in samples]))
@@ -216,7 +220,7 @@ class AlignmentLoop:
                 "labels": {d: v["label"] for d, v in r["dimensions"].items()},
                 "critic": {"model": r["model"], "version": r["model_version"], "rubric": r["rubric"],
                            "adapter": r.get("adapter")},
-                **{k: r[k] for k in ("segment_frames", "frame_rewards") if k in r},
+                **{k: r[k] for k in ("frame_indices", "frame_scores", "aggregation") if k in r},
                 **(extra or {}),
             })))
         lines = sorted(self.ranks.gather(lines))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from clients.media import read_frames
 from trainer.diffusion import embed  # noqa: F401  (trainer.preference imports it from here)
-from trainer.diffusion import weighted_denoising_loss
+from trainer.diffusion import encode_frames, weighted_denoising_loss
 from trainer.loop import AlignmentLoop, Sample
 from trainer.normalize import NORMALIZERS
 from trainer.rwr_config import RWRConfig
@@ -27,15 +28,9 @@ class RWRTrainer(AlignmentLoop):
         c, out = self.config, []
         for k in self.ranks.share(c.real_per_step if self.real else 0):  # each rank its share
             path, prompt = self.real[(step * c.real_per_step + k) % len(self.real)]
-            frames, _ = read_frames(path)
-            if frames.shape[0] < c.num_frames or frames.shape[1:3] != (c.height, c.width):
-                raise ValueError(f"real video {path} is {frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}; "
-                                 f"it needs >= {c.num_frames} frames of {c.height}x{c.width}")
-            x = torch.from_numpy(frames[: c.num_frames]).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-            with torch.no_grad():
-                dist = self.pipe.vae.encode(x.to(self.device, self.pipe.vae.dtype)).latent_dist
-                z = dist.sample(torch.Generator().manual_seed(c.seed + step)) * self.pipe.vae.config.scaling_factor
-            out.append(Sample(prompt, -1, z.permute(0, 2, 1, 3, 4)[0], frames, Path(path)))
+            frames = read_clip(path, c)
+            z = encode_frames(self.pipe, frames, torch.Generator().manual_seed(c.seed + step))
+            out.append(Sample(prompt, -1, z, frames, Path(path)))
         return out
 
     def update(self, samples: list[Sample], step: int) -> dict:
@@ -54,6 +49,15 @@ def read_real_videos(jsonl: str) -> list[tuple[str, str]]:
     if not rows:
         raise ValueError(f"{jsonl} lists no real videos")
     return [(str(base / r["video"]), r["prompt"]) for r in rows]
+
+
+def read_clip(path: str, c) -> np.ndarray:
+    """The first ``num_frames`` frames of a given video, which must have the generator's size."""
+    frames, _ = read_frames(path)
+    if frames.shape[0] < c.num_frames or frames.shape[1:3] != (c.height, c.width):
+        raise ValueError(f"video {path} is {frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}; "
+                         f"it needs >= {c.num_frames} frames of {c.height}x{c.width}")
+    return frames[: c.num_frames]
 
 
 def weighted_loss(loop: AlignmentLoop, samples: list[Sample], weights: list[float], step: int) -> torch.Tensor:
