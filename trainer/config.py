@@ -10,6 +10,9 @@ import yaml
 from trainer.diffusion import DTYPES
 
 
+PATH_KEYS = ("prompts", "holdout_prompts", "pipeline", "reward_model", "videos", "holdout_videos", "real_videos")
+
+
 class ConfigError(ValueError):
     pass
 
@@ -81,7 +84,7 @@ class LoopConfig:
         if unknown:
             raise ConfigError(f"{path}: unknown settings for {cls.__name__}: {sorted(unknown)}")
         base = os.path.dirname(os.path.abspath(path))
-        for key in ("prompts", "holdout_prompts", "pipeline"):
+        for key in PATH_KEYS:
             v = data.get(key)
             if v and not os.path.isabs(v) and (v.startswith(".") or os.path.exists(os.path.join(base, v))):
                 data[key] = os.path.join(base, v)

@@ -16,7 +16,6 @@ the denoising loss weighted by their (bounded, non-negative by default) normalis
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
