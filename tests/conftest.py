@@ -67,6 +67,32 @@ def tiny_adapter(tiny_vlm_path, synth_set, tmp_path_factory):
     return trainer, trainer.out / "final"
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    from trainer.generator import build_tiny_cogvideox
+
+    return build_tiny_cogvideox(tmp_path_factory.mktemp("cog") / "tiny-cogvideox")
+
+
+@pytest.fixture(scope="module")
+def service():
+    """A real model-free critic service on loopback (Ray Serve), one per test module."""
+    from serving import launch
+
+    port = free_port()
+    launch.start(launch.load_config(model="model-free", http_port=port, grpc_port=free_port()))
+    yield f"http://127.0.0.1:{port}"
+    launch.shutdown()
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_path(tmp_path_factory):
     from critic.tiny import build_tiny_clip

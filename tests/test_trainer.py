@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import json
-import socket
-
 import pytest
 import torch
 
+from conftest import free_port
 from trainer.loop import RewardError
 from trainer.rwr_config import RWRConfig
 from trainer.rwr_trainer import RWRTrainer
 
 pytestmark = pytest.mark.timeout(900)
 PROMPTS = ["a red ball moves over green grass", "a blue square moves over a grey road", "two yellow balls move"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline(tmp_path_factory):
-    from trainer.generator import build_tiny_cogvideox
-
-    return build_tiny_cogvideox(tmp_path_factory.mktemp("cog") / "tiny-cogvideox")
-
-
-@pytest.fixture(scope="module")
-def service():
-    from serving import launch
-
-    port = _port()
-    launch.start(launch.load_config(model="model-free", http_port=port, grpc_port=_port()))
-    yield f"http://127.0.0.1:{port}"
-    launch.shutdown()
 
 
 def _prompts(tmp_path) -> str:
@@ -50,6 +27,10 @@ def _config(tmp_path, pipeline, service, name, **kw):
                 rubric="brightness", sampling={"strategy": "all"}, steps=4, batch_size=2, inference_steps=2,
                 lr=3e-3, checkpoint_every=2, normalization="batch_z", seed=1)
     return RWRConfig(**{**base, **kw})
+
+
+def _journal(t) -> list[dict]:
+    return [json.loads(line) for line in open(t.journal)]
 
 
 def _run(cfg_or_trainer, stop_after=None):
@@ -98,10 +79,15 @@ def test_kill_and_resume_gives_the_same_journal(tmp_path, tiny_pipeline, service
     assert s1["steps"] == 3 and first.journal_lines() == 6
     second, s2, _ = _run(cfg)
     assert s2["resumed"] and s2["steps"] == 4
-    a = [json.loads(x) for x in open(full.journal)]
-    b = [json.loads(x) for x in open(second.journal)]
+    a, b = _journal(full), _journal(second)
     assert len(a) == len(b) == 8
+    assert [r.pop("request_id") for r in a] == [f"{full.run_id}-train-{s}-0-{i}" for s in range(4) for i in range(2)]
+    # the resumed run kept its run id: its requests are the ones the killed run sent
+    assert [r.pop("request_id") for r in b] == [f"{first.run_id}-train-{s}-0-{i}" for s in range(4) for i in range(2)]
+    assert second.run_id == first.run_id != full.run_id
     assert a == b  # same prompts, seeds, videos, rewards, in the same order: nothing lost, nothing repeated
+    logged = list(csv.DictReader(open(second.out / "log.csv")))
+    assert [r["step"] for r in logged] == ["1", "2", "3", "4"]  # the killed step is logged once
     from trainer.generator import lora_state_dict
 
     la, lb = lora_state_dict(full.pipe), lora_state_dict(second.pipe)
@@ -124,7 +110,7 @@ def test_unreachable_service_raises_instead_of_a_default_reward(tmp_path, tiny_p
     from clients import RetryPolicy
     from trainer.loop import RewardService
 
-    t = RWRTrainer(_config(tmp_path, tiny_pipeline, f"http://127.0.0.1:{_port()}", "down"))
+    t = RWRTrainer(_config(tmp_path, tiny_pipeline, f"http://127.0.0.1:{free_port()}", "down"))
     t.service = RewardService(t.config.service_url, None, 2)
     t.service._client.retry = RetryPolicy(max_attempts=2, backoff_s=0.01)
     try:
@@ -175,27 +161,6 @@ def test_preference_methods_train_against_the_service(tmp_path, tiny_pipeline, s
         assert all("threshold" in r for r in rows)
 
 
-def test_edit_method_rewards_segment_frames_with_attenuation(tmp_path, tiny_pipeline, service):
-    from trainer.edit_config import EditConfig
-    from trainer.edit_trainer import EditTrainer, attenuated_weights, segment_frames
-
-    idx = segment_frames(9, 4, seed=3)
-    assert len(idx) == 4 and idx == sorted(idx) and idx == segment_frames(9, 4, seed=3)
-    w = attenuated_weights([0, 4, 8], 9, 1.0)
-    assert w[1] > w[0] == pytest.approx(w[2]) and sum(w) == pytest.approx(1.0)
-
-    cfg = EditConfig(pipeline=str(tiny_pipeline), prompts=_prompts(tmp_path), output_dir=str(tmp_path / "edit"),
-                     service_url=service, rubric="brightness", steps=2, batch_size=2, inference_steps=2,
-                     edit_steps=10, edit_strength=0.6, lr=3e-3, checkpoint_every=2, seed=4)
-    t, _, changed = _run(EditTrainer(cfg))
-    assert changed and all("lora" in n for n in changed)
-    rows = [json.loads(line) for line in open(t.journal)]
-    assert len(rows) == 4
-    for r in rows:
-        weights = attenuated_weights(r["segment_frames"], 9, 1.0)
-        assert r["reward"] == pytest.approx(sum(a * b for a, b in zip(weights, r["frame_rewards"])))
-
-
 def test_real_videos_join_the_rwr_loss(tmp_path, tiny_pipeline, service):
     from clients.media import encode_video
     from critic.samples import make_clip
@@ -209,6 +174,53 @@ def test_real_videos_join_the_rwr_loss(tmp_path, tiny_pipeline, service):
     (real,) = t.real_samples(0)
     assert real.latents.shape == (3, 4, 8, 8)  # (latent frames, channels, h, w), as the generator's
     _run(t)
-    import csv
-
     assert [row["real"] for row in csv.DictReader(open(t.out / "log.csv"))] == ["1"]
+
+
+def test_cli_run_logs_tensorboard_and_holdout_points(tmp_path, tiny_pipeline, service):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trainer.cli import run
+
+    holdout = tmp_path / "holdout.txt"
+    holdout.write_text("a white ball moves over yellow sand\nan orange square moves\n")
+    t = RWRTrainer(_config(tmp_path, tiny_pipeline, service, "tb", steps=2, holdout_prompts=str(holdout),
+                           eval_every=1))
+    report = run(t)
+    held = list(csv.DictReader(open(t.out / "holdout.csv")))
+    assert [(r["step"], r["tag"]) for r in held] == [("0", "before"), ("1", "holdout"), ("2", "after")]
+    assert float(held[0]["mean_reward"]) == pytest.approx(report["holdout_before"])
+    assert float(held[-1]["mean_reward"]) == pytest.approx(report["holdout_after"])
+    events = EventAccumulator(str(t.out / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/mean_reward")] == [1, 2]
+    assert [e.step for e in events.Scalars("holdout/mean_reward")] == [0, 1, 2]
+    assert {"train/loss", "train/real"} <= set(events.Tags()["scalars"])
+    assert (t.out / "reward_curve.png").stat().st_size > 0
+    assert {"before_00000_000.mp4", "holdout_00001_001.mp4", "after_00002_001.mp4"} <= {
+        p.name for p in (t.out / "videos").iterdir()}
+    rows = [json.loads(x) for x in open(t.journal)]
+    assert len(rows) == 4 and all(r["request_id"].startswith(t.run_id + "-train-") for r in rows)
+
+
+def test_runs_with_the_same_folder_name_get_their_own_rewards(tmp_path, tiny_pipeline, service):
+    """Two runs whose output folders share a name (different parents) on ONE service: distinct request
+    ids, and each journal's rewards are its own videos' scores (no answer served from the other run)."""
+    from clients import CriticClient
+
+    runs = []
+    for parent, seed in (("a", 1), ("b", 2)):
+        (tmp_path / parent).mkdir()
+        t, _, _ = _run(_config(tmp_path, tiny_pipeline, service, f"{parent}/run", steps=1, seed=seed))
+        runs.append(t)
+    assert runs[0].out.name == runs[1].out.name and runs[0].run_id != runs[1].run_id
+    ids = [[r["request_id"] for r in _journal(t)] for t in runs]
+    assert len(set(ids[0] + ids[1])) == 4
+    client = CriticClient(service)
+    for t in runs:
+        for r in _journal(t):
+            fresh = client.score(video=(t.out / "videos" / r["video"]).read_bytes(), prompt=r["prompt"],
+                                 rubric="brightness", sampling={"strategy": "all"}, request_id=r["request_id"] + "-x")
+            assert fresh["result"]["reward"] == pytest.approx(r["reward"])
+    rewards = [[r["reward"] for r in _journal(t)] for t in runs]
+    assert rewards[0] != rewards[1]  # different seeds, different videos: the check above can tell them apart

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainer.config import ConfigError, LoopConfig
+from trainer.config import ConfigError
+from trainer.ipo import IPOConfig
 
 
 @dataclass
-class DPOConfig(LoopConfig):
+class DPOConfig(IPOConfig):
     beta: float = field(default=5000.0, metadata={"help": "DPO temperature on the error differences; 5000 is "
                                                           "Diffusion-DPO's default (train.py --beta_dpo)."})
     label_by: str = field(default="compare", metadata={"help": "compare: the service's /compare endpoint; "
                                                                "scores: the higher reward wins."})
     min_margin: float = field(default=0.05, metadata={"help": "Skip pairs whose preference is weaker than this "
                                                                "(P(A>B) - P(B>A), or the reward gap)."})
-    steps_per_round: int = field(default=5, metadata={"help": "Steps per IPO round; the adapter is saved each round."})
 
     def __post_init__(self):
         super().__post_init__()

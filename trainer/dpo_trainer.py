@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 
 from trainer.dpo_config import DPOConfig
-from trainer.loop import AlignmentLoop, RewardError, Sample
+from trainer.ipo import IPOLoop
+from trainer.loop import RewardError, Sample
 from trainer.preference import dpo_loss, prediction_errors
 
 
-class DPOTrainer(AlignmentLoop):
+class DPOTrainer(IPOLoop):
     method = "dpo"
+    group_size = 2
 
     def __init__(self, config: DPOConfig):
         super().__init__(config)
@@ -43,9 +45,9 @@ class DPOTrainer(AlignmentLoop):
         self.state["round"] = step // c.steps_per_round
         extra = {"journal": {"pair_margins": margins}}
         if not winners:
-            return {"loss": 0.0, "pairs": 0, **extra}
+            return {"loss": self.optimize(None), "pairs": 0, **extra}  # still joins the ranks' gradient average
         x0 = torch.stack([s.latents for s in winners + losers]).to(self.device)
-        gen = torch.Generator().manual_seed(c.seed * 7_919 + step)
+        gen = self.loss_generator(step)
         # rows [winners..., losers...]: paired=True gives row i and row n + i the same t and noise
         policy, reference = prediction_errors(self.pipe, x0, [s.prompt for s in winners + losers], gen, paired=True)
         loss = dpo_loss(policy, reference, c.beta)

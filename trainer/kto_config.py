@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainer.config import ConfigError, LoopConfig
+from trainer.config import ConfigError
+from trainer.ipo import IPOConfig
 
 BALANCE = ("class", "none")
 
 
 @dataclass
-class KTOConfig(LoopConfig):
+class KTOConfig(IPOConfig):
     beta: float = field(default=1000.0, metadata={"help": "KTO temperature on the implicit reward; 1000 is "
                                                           "Diffusion-KTO's default (--beta_dpo)."})
     threshold: float | None = field(default=None, metadata={"help": "Reward above which a video is desirable; "
@@ -23,7 +24,6 @@ class KTOConfig(LoopConfig):
                                                                  "balanced draw (Diffusion-KTO's example run: 0.8)."})
     desirable_weight: float = field(default=1.0, metadata={"help": "lambda_D."})
     undesirable_weight: float = field(default=1.0, metadata={"help": "lambda_U."})
-    steps_per_round: int = field(default=5, metadata={"help": "Steps per IPO round; the adapter is saved each round."})
 
     def __post_init__(self):
         super().__post_init__()

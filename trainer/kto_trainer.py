@@ -7,11 +7,12 @@ import statistics
 import torch
 
 from trainer.kto_config import KTOConfig
-from trainer.loop import AlignmentLoop, Sample
+from trainer.ipo import IPOLoop
+from trainer.loop import Sample
 from trainer.preference import balanced_draw, kto_loss, prediction_errors
 
 
-class KTOTrainer(AlignmentLoop):
+class KTOTrainer(IPOLoop):
     method = "kto"
 
     def __init__(self, config: KTOConfig):
@@ -19,11 +20,11 @@ class KTOTrainer(AlignmentLoop):
 
     def update(self, samples: list[Sample], step: int) -> dict:
         c = self.config
-        rewards = [s.result["reward"] for s in samples]
+        rewards = self.batch_rewards()[0]  # the whole batch's, on every rank
         threshold = c.threshold if c.threshold is not None else statistics.median(rewards)
-        desirable = torch.tensor([r > threshold for r in rewards])
+        desirable = torch.tensor([s.result["reward"] > threshold for s in samples])
         self.state["round"] = step // c.steps_per_round
-        gen = torch.Generator().manual_seed(c.seed * 7_919 + step)
+        gen = self.loss_generator(step)
         rows = list(range(len(samples)))
         if c.balance == "class":
             rows = balanced_draw(desirable, c.positive_ratio, gen).tolist()
