@@ -47,6 +47,7 @@ def prepare_input(
         sampling=sampling.describe(),
         decode_s=time.perf_counter() - t0,
         adapter=adapter,
+        video_frames=decoded.num_frames,
     )
 
 
@@ -58,6 +59,7 @@ class Critic(ABC):
     version: str
     default_rubric: str
     default_sampling: FrameSampling
+    takes_aggregate = False  # whether requests may choose how frame scores are aggregated
 
     def check_rubric(self, rubric: Rubric) -> None:
         if rubric.critic != self.kind:
@@ -74,6 +76,8 @@ class Critic(ABC):
         self.check_rubric(item.rubric)
         if item.adapter is not None and item.adapter not in self.adapters():
             raise UnknownAdapterError(f"adapter {item.adapter!r} is not loaded; available: {self.adapters()}")
+        if item.aggregate is not None and not self.takes_aggregate:
+            raise InvalidParameterError(f"the {self.kind} critic has no frame-score aggregation; drop 'aggregate'")
 
     def score(self, inputs: Sequence[ScoreInput]) -> list[CriticResult]:
         """Score a batch; returns exactly ``len(inputs)`` results, in order."""

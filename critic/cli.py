@@ -6,8 +6,10 @@ Bad input ends with a non-zero exit and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from critic.errors import CriticError
@@ -15,9 +17,22 @@ from critic.errors import CriticError
 EXIT_BAD_INPUT = 2
 
 
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    from critic.backends import BACKENDS
+
+    p.add_argument("--model", default=None, help="checkpoint folder or hub id (default: the model-free critic)")
+    p.add_argument("--backend", default=None, choices=sorted(BACKENDS),
+                   help="critic backend (default: transformers with --model, model-free without)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="a backend option (value read as YAML), e.g. -o dtype=bfloat16; repeatable")
+    p.add_argument("--rationale-tokens", type=int, default=None,
+                   help="shorthand for -o rationale_tokens=N (VLM backends); 0 switches rationales off")
+    p.add_argument("--device", default=None, help="shorthand for -o device=DEVICE")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="the text the video was generated from")
-    p.add_argument("--model", default=None, help="VLM checkpoint folder or hub id (default: the model-free critic)")
+    _add_backend_args(p)
     p.add_argument("--rubric", default=None, help="registered rubric name or a YAML file (default: the critic's)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--frames", type=int, help="uniform sampling: this many frames (LiFT uses 8)")
@@ -25,8 +40,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--segments", type=int, help="segmental sparse sampling: one frame in each of K segments")
     g.add_argument("--all-frames", action="store_true", help="use every decoded frame")
     p.add_argument("--seed", type=int, default=0, help="seed for segmental sampling")
-    p.add_argument("--rationale-tokens", type=int, default=32, help="rationale length bound; 0 switches it off")
-    p.add_argument("--device", default=None)
+    p.add_argument("--segment-rule", default="cover", choices=["cover", "tsn"],
+                   help="segments: 'cover' spans the whole clip; 'tsn' (VGen) uses span F//K and never the tail")
+    p.add_argument("--aggregate", default=None, choices=["mean", "attenuated", "attenuated_normalized"],
+                   help="image-reward: how per-frame scores become the reward (default: the critic's)")
+    p.add_argument("--attenuation-lambda", type=float, default=1.0,
+                   help="image-reward: lambda of the temporal attenuation exp(-lambda * |i - F//2|)")
 
 
 def _sampling(args, critic):
@@ -37,10 +56,27 @@ def _sampling(args, critic):
     if args.fps is not None:
         return FrameSampling.at_fps(args.fps)
     if args.segments is not None:
-        return FrameSampling.segmental(args.segments, seed=args.seed)
+        return FrameSampling.segmental(args.segments, seed=args.seed, rule=args.segment_rule)
     if args.all_frames:
         return FrameSampling.every_frame()
     return critic.default_sampling
+
+
+def _options(args) -> dict:
+    import yaml
+
+    from critic.errors import InvalidParameterError
+
+    options = {}
+    for kv in args.option:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise InvalidParameterError(f"--option takes KEY=VALUE, got {kv!r}")
+        options[key] = yaml.safe_load(value)
+    for key in ("rationale_tokens", "device"):
+        if getattr(args, key) is not None:
+            options.setdefault(key, getattr(args, key))
+    return options
 
 
 def _critic(args):
@@ -50,9 +86,7 @@ def _critic(args):
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-    kwargs = {} if args.model is None else {"rationale_tokens": args.rationale_tokens, "device": args.device}
-    return load_critic(args.model, **kwargs)
+    return load_critic(args.model, backend=args.backend, options=_options(args))
 
 
 def _inputs(args, critic, videos):
@@ -60,7 +94,10 @@ def _inputs(args, critic, videos):
 
     sampling = _sampling(args, critic)
     rubric = args.rubric or critic.default_rubric
-    return [prepare_input(Path(v), args.prompt, rubric, sampling) for v in videos]
+    items = [prepare_input(Path(v), args.prompt, rubric, sampling) for v in videos]
+    if args.aggregate is not None:
+        items = [replace(it, aggregate=args.aggregate, attenuation_lambda=args.attenuation_lambda) for it in items]
+    return items
 
 
 def cmd_score(args) -> dict:
@@ -112,6 +149,11 @@ def cmd_eval(args) -> dict:
     from critic.train.evaluate import evaluate
     from critic.train.metrics import format_confusion
 
+    from critic.backends import BACKENDS, resolve_backend
+
+    backend = BACKENDS[resolve_backend(args.backend, args.model)]
+    if args.rationale_tokens is None and "rationale_tokens" in importlib.import_module(backend.module).Options.model_fields:
+        args.rationale_tokens = 0  # evaluation reads labels only
     critic = _critic(args)
     report = evaluate(critic, args.data, rubric=args.rubric or "lift", frames=args.frames, baseline=args.baseline)
     for name, m in report["dimensions"].items():
@@ -172,11 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="accuracy, macro-F1, Spearman, ECE, pairwise accuracy, confusion on ratings")
     p.add_argument("--data", required=True, help="ratings JSONL to evaluate on")
     p.add_argument("--baseline", default=None, help="ratings JSONL whose majority labels are the baseline")
-    p.add_argument("--model", default=None)
+    _add_backend_args(p)
     p.add_argument("--rubric", default=None)
     p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--rationale-tokens", type=int, default=0)
-    p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_eval)
     return ap
 

@@ -1,17 +1,7 @@
-"""One way to get a critic: a model path or hub id gives the VLM critic; none gives the model-free one."""
+"""One way to get a critic: ``load_critic(model, backend=..., options=...)`` (the registry lives in
+critic/backends/__init__.py). Without a backend, a model path or hub id gives the transformers VLM
+critic and none gives the model-free one."""
 
-from __future__ import annotations
+from critic.backends import BACKENDS, load_critic
 
-import os
-
-from critic.base import Critic
-
-
-def load_critic(model: str | os.PathLike | None = None, **kwargs) -> Critic:
-    if model is None or os.fspath(model) in ("", "model-free"):
-        from critic.modelfree import ModelFreeCritic
-
-        return ModelFreeCritic()
-    from critic.vlm import VLMCritic
-
-    return VLMCritic(model, **kwargs)
+__all__ = ["BACKENDS", "load_critic"]

@@ -4,8 +4,10 @@ Four strategies, each deterministic (segmental sampling for a given seed):
 
 - ``uniform``: N frames evenly spread over the whole clip (LiFT uses 8);
 - ``fps``: one frame every 1/F seconds from the start;
-- ``segments``: split the clip into K equal segments and take one frame at a seeded
-  random offset inside each (InstructVideo's segmental sparse sampling);
+- ``segments``: one frame at a seeded random offset inside each of K segments
+  (InstructVideo's segmental sparse sampling), by one of two rules: ``cover`` splits the
+  whole clip into K near-equal segments; ``tsn`` (VGen's, as InstructVideo trains with it)
+  uses segments of span F // K from the start, so the tail F mod K frames are never drawn;
 - ``all``: every decoded frame (what frame-difference metrics need).
 """
 
@@ -19,6 +21,7 @@ import numpy as np
 from critic.errors import InvalidParameterError
 
 Strategy = Literal["uniform", "fps", "segments", "all"]
+SegmentRule = Literal["cover", "tsn"]
 MAX_SAMPLED_FRAMES = 256
 
 
@@ -29,6 +32,7 @@ class FrameSampling:
     fps: float | None = None  # for "fps"
     segments: int = 4  # for "segments"
     seed: int = 0  # for "segments"
+    rule: SegmentRule = "cover"  # for "segments"
 
     def __post_init__(self):
         if self.strategy not in ("uniform", "fps", "segments", "all"):
@@ -39,6 +43,8 @@ class FrameSampling:
             raise InvalidParameterError(f"fps must be in (0, 240], got {self.fps}")
         if self.strategy == "segments" and not 1 <= self.segments <= MAX_SAMPLED_FRAMES:
             raise InvalidParameterError(f"segments must be in [1, {MAX_SAMPLED_FRAMES}], got {self.segments}")
+        if self.rule not in ("cover", "tsn"):
+            raise InvalidParameterError(f"unknown segment rule {self.rule!r}; use 'cover' or 'tsn'")
 
     @classmethod
     def uniform(cls, frames: int = 8) -> "FrameSampling":
@@ -49,8 +55,8 @@ class FrameSampling:
         return cls("fps", fps=fps)
 
     @classmethod
-    def segmental(cls, segments: int = 4, seed: int = 0) -> "FrameSampling":
-        return cls("segments", segments=segments, seed=seed)
+    def segmental(cls, segments: int = 4, seed: int = 0, rule: SegmentRule = "cover") -> "FrameSampling":
+        return cls("segments", segments=segments, seed=seed, rule=rule)
 
     @classmethod
     def every_frame(cls) -> "FrameSampling":
@@ -58,6 +64,8 @@ class FrameSampling:
 
     def describe(self) -> dict:
         keep = {"uniform": ("frames",), "fps": ("fps",), "segments": ("segments", "seed"), "all": ()}[self.strategy]
+        if self.strategy == "segments" and self.rule != "cover":  # the default rule stays implicit
+            keep = (*keep, "rule")
         d = asdict(self)
         return {"strategy": self.strategy, **{k: d[k] for k in keep}}
 
@@ -91,7 +99,10 @@ class FrameSampling:
             raise InvalidParameterError(
                 f"cannot take {self.segments} segments from a video of {num_frames} frames"
             )
+        rng = np.random.default_rng(self.seed)
+        if self.rule == "tsn":
+            span = num_frames // self.segments
+            return [int(k * span + rng.integers(span)) for k in range(self.segments)]
         bounds = np.linspace(0, num_frames, self.segments + 1)
         starts, ends = np.ceil(bounds[:-1]).astype(int), np.ceil(bounds[1:]).astype(int)
-        rng = np.random.default_rng(self.seed)
         return [int(rng.integers(s, max(e, s + 1))) for s, e in zip(starts, ends)]

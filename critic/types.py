@@ -20,6 +20,9 @@ class ScoreInput:
     sampling: dict
     decode_s: float = 0.0  # time spent decoding + sampling, reported in timings
     adapter: str | None = None  # critic adapter to score with (None: the base critic)
+    video_frames: int = 0  # frames in the whole decoded video (0: unknown)
+    aggregate: str | None = None  # image-reward: how frame scores become the reward (None: the critic's default)
+    attenuation_lambda: float = 1.0  # image-reward: lambda of the temporal attenuation
 
 
 @dataclass
@@ -42,6 +45,8 @@ class CriticResult:
     frame_indices: list[int]
     adapter: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    frame_scores: dict[str, list[float]] | None = None  # per dimension, one score per sampled frame (image-reward)
+    aggregation: dict | None = None  # how frame_scores became the scores: method, attenuation_lambda, num_frames
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,6 +21,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from critic.backends.engine import AsyncCritic
 from critic.errors import CriticError
 from critic.rubrics import RUBRICS
 from serving import critic_pb2 as pb
@@ -63,8 +64,8 @@ class CriticDeployment:
             torch.set_num_threads(s.torch_threads)
         from critic.loading import load_critic
 
-        kwargs = {} if s.model is None else {"device": s.device, "dtype": s.dtype, "rationale_tokens": s.rationale_tokens}
-        self.critic = load_critic(s.model, **kwargs)  # a failure fails the replica, loudly, in Serve's status
+        # a failure fails the replica, loudly, in Serve's status
+        self.critic = load_critic(s.model, backend=s.backend, options=s.backend_options())
         if s.adapters and not hasattr(self.critic, "load_adapter"):
             raise ValueError(f"the {self.critic.kind} critic takes no adapters")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")  # model work, one at a time
@@ -107,6 +108,8 @@ class CriticDeployment:
                 return {"error": e.to_dict()}
         try:
             self.critic.validate(item)
+            if isinstance(self.critic, AsyncCritic):  # an engine batches on its own
+                return (await self.critic.ascore([item]))[0]
         except CriticError as e:
             return {"error": e.to_dict()}
         return await self._batched(item)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -11,15 +12,24 @@ class CriticSettings(BaseModel):
     """What the critic deployment loads and how it batches (hot settings: ``user_config``)."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(None, description="VLM checkpoint folder or hub id; none: the model-free critic.")
-    device: str | None = Field(None, description="torch device; default cuda when available, else cpu.")
-    dtype: str | None = Field(None, description="torch dtype name, e.g. 'bfloat16'; default: the checkpoint's.")
-    rationale_tokens: int = Field(32, ge=0, le=512, description="Bound on rationale length; 0 switches it off.")
+    backend: str | None = Field(None, description="Critic backend (critic/backends: transformers, model-free, "
+                                "image-reward, vllm); default: transformers with a model, model-free without.")
+    model: str | None = Field(None, description="Checkpoint folder or hub id; none: the model-free critic.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options, validated by the backend "
+                                    "(e.g. dtype, rationale_tokens for VLMs; aggregate for image-reward).")
+    device: str | None = Field(None, description="Shorthand for options.device (torch device).")
+    dtype: str | None = Field(None, description="Shorthand for options.dtype, e.g. 'bfloat16'.")
+    rationale_tokens: int | None = Field(None, ge=0, le=512, description="Shorthand for options.rationale_tokens.")
     adapters: dict[str, str] = Field(default_factory=dict, description="Critic adapters (name -> peft adapter "
                                      "folder from `lift-critic train`); requests pick one by name (multiplexed).")
     torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads on CPU "
                                       "(Ray sets OMP_NUM_THREADS from num_cpus, i.e. 1 for fractional CPUs).")
     load_delay_s: float = Field(0.0, ge=0, le=600, description="Sleep before loading (to exercise readiness).")
+
+    def backend_options(self) -> dict[str, Any]:
+        """``options`` with the shorthand fields that are set folded in."""
+        short = {k: getattr(self, k) for k in ("device", "dtype", "rationale_tokens") if getattr(self, k) is not None}
+        return {**short, **self.options}
 
 
 class BatchSettings(BaseModel):

@@ -60,3 +60,21 @@ def test_more_segments_than_frames_is_an_error():
 def test_describe_names_only_the_relevant_fields():
     assert FrameSampling.segmental(4, seed=3).describe() == {"strategy": "segments", "segments": 4, "seed": 3}
     assert FrameSampling.uniform(8).describe() == {"strategy": "uniform", "frames": 8}
+
+
+def test_tsn_segments_never_draw_the_tail():
+    """VGen's rule: span = F // K from frame 0, one seeded offset inside each span."""
+    s = FrameSampling.segmental(4, seed=7, rule="tsn")
+    idx = s.indices(50, 8.0)  # span 12: segments [0,12) [12,24) [24,36) [36,48); frames 48, 49 never
+    assert idx == s.indices(50, 8.0) and len(idx) == 4
+    for k, i in enumerate(idx):
+        assert 12 * k <= i < 12 * (k + 1)
+    seen = {i for seed in range(200) for i in FrameSampling.segmental(4, seed=seed, rule="tsn").indices(50, 8.0)}
+    assert seen == set(range(48))  # every frame of the spans is reachable, the tail is not
+    cover = {i for seed in range(200) for i in FrameSampling.segmental(4, seed=seed).indices(50, 8.0)}
+    assert 49 in cover
+    assert s.describe() == {"strategy": "segments", "segments": 4, "seed": 7, "rule": "tsn"}
+    with pytest.raises(InvalidParameterError, match="segments"):
+        FrameSampling.segmental(6, rule="tsn").indices(5, 8.0)
+    with pytest.raises(InvalidParameterError, match="segment rule"):
+        FrameSampling("segments", rule="middle")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from critic.errors import InvalidRubricError, UnknownRubricError
 
@@ -35,7 +35,8 @@ class Rubric(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1, description="Registry name.")
     description: str = ""
-    critic: Literal["vlm", "model-free"] = Field("vlm", description="Which critic kind can answer it.")
+    critic: str = Field("vlm", description="Which critic kind can answer it: the kind of a registered backend "
+                        "(critic/backends: 'vlm', 'model-free', 'image-reward').")
     dimensions: tuple[Dimension, ...] = Field(min_length=1)
     labels: tuple[Label, ...] = Field(min_length=2, description="Best first.")
     reward_from: Literal["label", "score"] = Field(
@@ -43,6 +44,15 @@ class Rubric(BaseModel):
         description="'label': weighted mean of the hard labels' values (as LiFT); "
         "'score': weighted mean of the soft scores (expectation over label probabilities).",
     )
+
+    @field_validator("critic")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from critic.backends import rubric_kinds
+
+        if kind not in rubric_kinds():
+            raise ValueError(f"unknown critic kind {kind!r}; registered backends answer {sorted(rubric_kinds())}")
+        return kind
 
     @model_validator(mode="after")
     def _check(self):
@@ -87,13 +97,17 @@ def load_rubric_file(path: str | os.PathLike) -> Rubric:
     return parse_rubric(data, source=os.fspath(path))
 
 
+def first_error(e: ValidationError, what: str) -> str:
+    """``"where: what is wrong"`` for the first problem pydantic found (``what`` when it is the whole)."""
+    first = e.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or what}: {first['msg']}"
+
+
 def parse_rubric(data: dict, source: str = "<dict>") -> Rubric:
     try:
         return Rubric.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "rubric"
-        raise InvalidRubricError(f"invalid rubric in {source}: {where}: {first['msg']}") from None
+        raise InvalidRubricError(f"invalid rubric in {source}: {first_error(e, 'rubric')}") from None
 
 
 # name -> Rubric. Adding a rubric is one entry here (or one YAML file beside this one).
