@@ -51,6 +51,9 @@ BACKENDS: dict[str, Backend] = {
                             "any Hugging Face image-text-to-text VLM through transformers (shared-prefix KV cache)"),
     "model-free": Backend("model-free", "critic.backends.model_free", False,
                           "pixel measurements (flicker, motion, sharpness, ...); no weights"),
+    "vllm": Backend("vlm", "critic.backends.vllm_engine", True,
+                    "a Hugging Face VLM on vLLM's async engine (continuous batching, prefix caching); "
+                    "needs vLLM (`make vllm`)"),
 }
 
 

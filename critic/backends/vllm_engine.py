@@ -97,7 +97,12 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop", daemon=True)
         self._thread.start()
         dtype = o.dtype or str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "auto")
-        self.engine = self._on_loop(self._start_engine(path, dtype.removeprefix("torch."))).result()
+        self.engine = None
+        try:
+            self.engine = self._on_loop(self._start_engine(path, dtype.removeprefix("torch."))).result()
+        except BaseException:
+            self.close()
+            raise
 
     def _setup_planning(self, processor, name, version, default_rubric, default_sampling, rationale_tokens):
         self.processor, self.tokenizer = processor, processor.tokenizer
@@ -109,9 +114,12 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         self._layouts, self._plans, self._adapters = {}, {}, {}
 
     async def _start_engine(self, path: str, dtype: str):
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.platforms import current_platform
-        from vllm.v1.engine.async_llm import AsyncLLM
+        try:
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.platforms import current_platform
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as e:
+            raise ModelLoadError(f"the vllm backend needs vLLM installed (`make vllm` builds .venv-vllm): {e}") from None
 
         o, platform = self.options, current_platform.device_type
         if o.device is not None and o.device.split(":")[0] != platform:
