@@ -70,7 +70,7 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(if $(findstring cpu,$(VLLM_SPEC)),$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec)
 	$(VLLM_VENV)/bin/pip freeze | grep -iE '^(torch|transformers)==' > $(VLLM_VENV)/.pinned
 	$(VLLM_VENV)/bin/pip install -q --no-deps -e .
-	$(VLLM_VENV)/bin/pip install -q -e ".[serving,dev]"
+	$(VLLM_VENV)/bin/pip install -q -e ".[serving,dev]" "peft>=0.15"
 	$(VLLM_VENV)/bin/pip freeze | grep -iE '^(torch|transformers)==' | diff - $(VLLM_VENV)/.pinned
 	$(VLLM_VENV)/bin/python -c "import vllm, critic; print('vllm', vllm.__version__)"
 	touch $@
