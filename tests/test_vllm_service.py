@@ -38,19 +38,39 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def reference():
-    """The transformers backend on the same checkpoint, in process."""
-    return load_critic(MODEL, backend="transformers", options={"rationale_tokens": RATIONALE})
+def lora(tmp_path_factory):
+    """A LoRA critic adapter on the shipped critic's language model (peft, random non-zero weights:
+    it moves the answers, so agreement with it is not agreement with the base model)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForImageTextToText.from_pretrained(MODEL), LoraConfig(
+        r=8, lora_alpha=16, init_lora_weights=False,
+        target_modules=r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"))
+    out = tmp_path_factory.mktemp("lora") / "tuned"
+    model.save_pretrained(out)
+    return out
 
 
 @pytest.fixture(scope="module")
-def service(clips):
+def reference(lora):
+    """The transformers backend on the same checkpoint (and adapter), in process."""
+    critic = load_critic(MODEL, backend="transformers", options={"rationale_tokens": RATIONALE})
+    critic.load_adapter("tuned", lora)
+    return critic
+
+
+@pytest.fixture(scope="module")
+def service(clips, lora):
     from serving import launch
 
     port = _free_port()
     cfg = launch.load_config(model=str(MODEL), http_port=port, grpc_port=_free_port(),
                              allowed_dirs=[str(clips["clean"].parent)],
-                             critic={"backend": "vllm", "rationale_tokens": RATIONALE},
+                             critic={"backend": "vllm", "rationale_tokens": RATIONALE,
+                                     "options": {"enable_lora": True}, "adapters": {"tuned": str(lora)}},
                              ingress={"max_request_bytes": 1_000_000, "max_video_bytes": 500_000})
     launch.start(cfg, wait_s=600)
     url = f"http://127.0.0.1:{port}"
@@ -61,7 +81,7 @@ def service(clips):
 
 def _expected(reference, clip, **kw):
     sampling = FrameSampling(**kw["sampling"]) if "sampling" in kw else reference.default_sampling
-    item = prepare_input(Path(clip).read_bytes(), PROMPT, kw.get("rubric", "lift"), sampling)
+    item = prepare_input(Path(clip).read_bytes(), PROMPT, kw.get("rubric", "lift"), sampling, adapter=kw.get("adapter"))
     return reference.score([item])[0]
 
 
@@ -92,6 +112,19 @@ def test_vllm_service_agrees_with_transformers(service, clips, reference):
     sampling = {"strategy": "segments", "segments": 4, "seed": 1}
     _agree(client.score(clips["clean"], prompt=PROMPT, sampling=sampling)["result"],
            _expected(reference, clips["clean"], sampling=sampling))
+
+
+def test_lora_adapter_through_vllm(service, clips, reference):
+    """vLLM's LoRA support scores with the critic adapter exactly as peft does in transformers."""
+    client = CriticClient(service)
+    assert client.models()[0]["adapters"] == ["tuned"]
+    base = client.score(clips["clean"], prompt=PROMPT)["result"]
+    tuned = client.score(clips["clean"], prompt=PROMPT, adapter="tuned")["result"]
+    assert tuned["adapter"] == "tuned"
+    _agree(tuned, _expected(reference, clips["clean"], adapter="tuned"))
+    moved = max(abs(tuned["dimensions"][d]["probabilities"][lab] - base["dimensions"][d]["probabilities"][lab])
+                for d in base["dimensions"] for lab in base["dimensions"][d]["probabilities"])
+    assert moved > 10 * TOL  # the adapter is really applied
 
 
 def test_concurrent_requests_share_the_engine(service, clips, reference):
