@@ -16,14 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1200)]
-vllm = pytest.importorskip("vllm")
+from clients import AsyncCriticClient, CriticClient, CriticRequestError
+from critic.backends import load_critic
+from critic.base import prepare_input
+from critic.errors import CriticError
+from critic.sampling import FrameSampling
 
-from clients import AsyncCriticClient, CriticClient, CriticRequestError  # noqa: E402
-from critic.backends import load_critic  # noqa: E402
-from critic.base import prepare_input  # noqa: E402
-from critic.errors import CriticError  # noqa: E402
-from critic.sampling import FrameSampling  # noqa: E402
+# no importorskip: in the vllm lane a missing vLLM must fail, not skip
+pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1200)]
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "lift-critic-tiny"
 PROMPT = "a red ball rolls across the grass"
