@@ -140,6 +140,11 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         except (OSError, ValueError, RuntimeError) as e:
             raise ModelLoadError(f"vLLM cannot serve {path!r}: {e}") from None
 
+    def check_health(self) -> None:
+        """Raise if the engine is gone (its core process died): the replica must be replaced."""
+        if self.engine is None or self.engine.errored or not self._thread.is_alive():
+            raise RuntimeError("the vLLM engine is not running")
+
     def _on_loop(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
@@ -190,12 +195,15 @@ class VLLMCritic(AsyncCritic, VLMCritic):
     async def _score_all(self, inputs: list[ScoreInput]) -> list[CriticResult]:
         return list(await asyncio.gather(*(self._score_one(item) for item in inputs)))
 
+    def validate(self, item: ScoreInput) -> None:
+        super().validate(item)
+        if len(item.frames) > self.options.max_frames:
+            raise InvalidParameterError(f"{len(item.frames)} frames; the vllm backend takes at most "
+                                        f"{self.options.max_frames} (backend option max_frames)")
+
     async def _score_one(self, item: ScoreInput) -> CriticResult:
         t0 = time.perf_counter()
         n = len(item.frames)
-        if n > self.options.max_frames:
-            raise InvalidParameterError(f"{n} frames; the vllm backend takes at most {self.options.max_frames} "
-                                        "(backend option max_frames)")
         plans = self._plan(item.rubric, n)
         prefix = self._encode(self._layout(n).prefix_for(item.prompt))  # vLLM expands each <image> itself
         images = [Image.fromarray(f) for f in item.frames]
