@@ -54,6 +54,7 @@ def service_rows(backend: str, args, videos: list[bytes]) -> list[tuple]:
     for c in (1, 8, 32):
         thr, lat = asyncio.run(load(url, videos, args.requests if c > 1 else max(4, args.requests // 4), c))
         rows.append((f"service {backend}, c={c}", thr, lat))
+        print(f"{rows[-1][0]}: {thr:.2f} videos/s", file=sys.stderr, flush=True)
     launch.shutdown()
     return rows
 
@@ -124,15 +125,16 @@ def stock_server_row(args, videos: list[bytes]) -> tuple:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=".cache/models/small-idefics3",
-                    help="default: the 'small' tiny Idefics3 (head size 32: vLLM's CPU kernels need >= 32)")
-    ap.add_argument("--requests", type=int, default=48)
+    ap.add_argument("--model", default="models/lift-critic-tiny",
+                    help="default: the shipped tiny critic; --model .cache/models/small-idefics3 builds the 'small' "
+                         "preset (vLLM's CPU kernels need a head size >= 32: the 'tiny' preset's 16 does not run)")
+    ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--videos", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the transformers replica")
     ap.add_argument("--rationale-tokens", type=int, default=16)
     ap.add_argument("--log-dir", default=".cache")
     args = ap.parse_args(argv)
-    if not (Path(args.model) / "config.json").exists():
+    if not (Path(args.model) / "config.json").exists() and "small-idefics3" in args.model:
         from critic.tiny import build_tiny_idefics3
 
         build_tiny_idefics3(args.model, preset="small")
