@@ -81,10 +81,12 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         try:
             processor = AutoProcessor.from_pretrained(path)
             config = AutoConfig.from_pretrained(path)
-            generation = GenerationConfig.from_pretrained(path) if os.path.isfile(
-                os.path.join(path, "generation_config.json")) or not os.path.isdir(path) else GenerationConfig()
         except (OSError, ValueError, KeyError) as e:
             raise ModelLoadError(f"cannot load a VLM critic from {path!r}: {e}") from None
+        try:
+            generation = GenerationConfig.from_pretrained(path)
+        except OSError:  # a checkpoint without generation_config.json
+            generation = GenerationConfig()
         saved = Path(path) / CRITIC_CONFIG
         sampling = FrameSampling(**json.loads(saved.read_text())["default_sampling"]) if saved.is_file() else None
         # what VLMCritic's planning helpers read of a model: its generation config (stop tokens)
@@ -92,7 +94,6 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         self._setup_planning(processor, Path(path).name if os.path.isdir(path) else path,
                              checkpoint_version(path), o.default_rubric, sampling, o.rationale_tokens)
         self.model_path = path
-        self._lora_ids: dict[str, int] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop", daemon=True)
         self._thread.start()
@@ -176,12 +177,11 @@ class VLLMCritic(AsyncCritic, VLMCritic):
                                  f"{self.options.max_lora_rank}")
         from vllm.lora.request import LoRARequest
 
-        request = LoRARequest(name, len(self._lora_ids) + 1, os.path.abspath(path))
+        request = LoRARequest(name, len(self._adapters) + 1, os.path.abspath(path))
         try:
             self._on_loop(self.engine.add_lora(request)).result()
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             raise ModelLoadError(f"vLLM cannot load adapter {name!r} from {os.fspath(path)!r}: {e}") from None
-        self._lora_ids[name] = request.lora_int_id
         self._adapters[name] = request
 
     # ---- scoring ---------------------------------------------------------------------------
