@@ -6,7 +6,6 @@ Bad input ends with a non-zero exit and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from dataclasses import replace
@@ -17,7 +16,7 @@ from critic.errors import CriticError
 EXIT_BAD_INPUT = 2
 
 
-def _add_backend_args(p: argparse.ArgumentParser) -> None:
+def _add_backend_args(p: argparse.ArgumentParser, rationale_tokens: int | None = None) -> None:
     from critic.backends import BACKENDS
 
     p.add_argument("--model", default=None, help="checkpoint folder or hub id (default: the model-free critic)")
@@ -25,9 +24,9 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
                    help="critic backend (default: transformers with --model, model-free without)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="a backend option (value read as YAML), e.g. -o dtype=bfloat16; repeatable")
-    p.add_argument("--rationale-tokens", type=int, default=None,
-                   help="shorthand for -o rationale_tokens=N (VLM backends); 0 switches rationales off")
-    p.add_argument("--device", default=None, help="shorthand for -o device=DEVICE")
+    p.add_argument("--rationale-tokens", type=int, default=rationale_tokens,
+                   help="rationale length bound of VLM backends (ignored by others); 0 switches rationales off")
+    p.add_argument("--device", default=None, help="torch device of backends that take one")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -44,8 +43,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="segments: 'cover' spans the whole clip; 'tsn' (VGen) uses span F//K and never the tail")
     p.add_argument("--aggregate", default=None, choices=["mean", "attenuated", "attenuated_normalized"],
                    help="image-reward: how per-frame scores become the reward (default: the critic's)")
-    p.add_argument("--attenuation-lambda", type=float, default=1.0,
-                   help="image-reward: lambda of the temporal attenuation exp(-lambda * |i - F//2|)")
+    p.add_argument("--attenuation-lambda", type=float, default=None,
+                   help="image-reward: lambda of the temporal attenuation exp(-lambda * |i - F//2|) (default 1)")
 
 
 def _sampling(args, critic):
@@ -73,9 +72,6 @@ def _options(args) -> dict:
         if not sep or not key:
             raise InvalidParameterError(f"--option takes KEY=VALUE, got {kv!r}")
         options[key] = yaml.safe_load(value)
-    for key in ("rationale_tokens", "device"):
-        if getattr(args, key) is not None:
-            options.setdefault(key, getattr(args, key))
     return options
 
 
@@ -86,7 +82,8 @@ def _critic(args):
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    return load_critic(args.model, backend=args.backend, options=_options(args))
+    shorthands = {k: getattr(args, k) for k in ("rationale_tokens", "device") if getattr(args, k) is not None}
+    return load_critic(args.model, backend=args.backend, options=_options(args), defaults=shorthands)
 
 
 def _inputs(args, critic, videos):
@@ -95,9 +92,8 @@ def _inputs(args, critic, videos):
     sampling = _sampling(args, critic)
     rubric = args.rubric or critic.default_rubric
     items = [prepare_input(Path(v), args.prompt, rubric, sampling) for v in videos]
-    if args.aggregate is not None:
-        items = [replace(it, aggregate=args.aggregate, attenuation_lambda=args.attenuation_lambda) for it in items]
-    return items
+    chosen = {k: getattr(args, k) for k in ("aggregate", "attenuation_lambda") if getattr(args, k) is not None}
+    return [replace(it, **chosen) for it in items]
 
 
 def cmd_score(args) -> dict:
@@ -149,11 +145,6 @@ def cmd_eval(args) -> dict:
     from critic.train.evaluate import evaluate
     from critic.train.metrics import format_confusion
 
-    from critic.backends import BACKENDS, resolve_backend
-
-    backend = BACKENDS[resolve_backend(args.backend, args.model)]
-    if args.rationale_tokens is None and "rationale_tokens" in importlib.import_module(backend.module).Options.model_fields:
-        args.rationale_tokens = 0  # evaluation reads labels only
     critic = _critic(args)
     report = evaluate(critic, args.data, rubric=args.rubric or "lift", frames=args.frames, baseline=args.baseline)
     for name, m in report["dimensions"].items():
@@ -190,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build-tiny", help="build a tiny random VLM checkpoint offline")
     p.add_argument("out")
-    p.add_argument("--arch", default="idefics3", choices=["idefics3", "qwen2_5_vl"])
+    p.add_argument("--arch", default="idefics3",
+                   choices=["idefics3", "qwen2_vl", "qwen2_5_vl", "llava_onevision", "clip"])
     p.add_argument("--preset", default="tiny", choices=["tiny", "critic", "small"])
     p.set_defaults(func=cmd_build_tiny)
     p = sub.add_parser("synth", help="write a synthetic rated-video set (mp4 + ratings JSONL)")
@@ -214,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="accuracy, macro-F1, Spearman, ECE, pairwise accuracy, confusion on ratings")
     p.add_argument("--data", required=True, help="ratings JSONL to evaluate on")
     p.add_argument("--baseline", default=None, help="ratings JSONL whose majority labels are the baseline")
-    _add_backend_args(p)
+    _add_backend_args(p, rationale_tokens=0)  # evaluation reads labels only
     p.add_argument("--rubric", default=None)
     p.add_argument("--frames", type=int, default=8)
     p.set_defaults(func=cmd_eval)

@@ -3,7 +3,8 @@
 The tokenizer is a byte-level BPE trained here on local text; the checkpoint is saved
 with ``save_pretrained`` (model + processor) and loads back through exactly the code a
 real checkpoint uses (``AutoProcessor`` / ``AutoModelForImageTextToText``).
-Idefics3 (the SmolVLM architecture) always works; Qwen2.5-VL needs torchvision.
+Idefics3 (SmolVLM), Qwen2-VL, Qwen2.5-VL and LLaVA-OneVision build and load without torchvision
+(critic.loading); ``build_tiny_clip`` builds dual encoders for the image-reward backend.
 """
 
 from __future__ import annotations
@@ -85,7 +86,14 @@ IDEFICS3_CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_idefics3(out: str | os.PathLike, preset: str = "tiny", seed: int = 0) -> Path:
+# Weights of the tiny VLMs that check scoring are drawn 10x wider than transformers' default (0.02): attention is then
+# sharp enough that wrong positions or a wrong cache change the label probabilities well beyond 1e-4
+# (tests/test_architectures.py checks that), where default-scale random weights barely notice.
+SHARP_INIT = 0.2
+
+
+def build_tiny_idefics3(out: str | os.PathLike, preset: str = "tiny", seed: int = 0, sharp: bool = False) -> Path:
+    """Tiny Idefics3 (SmolVLM); ``sharp``: weights drawn at ``SHARP_INIT`` (see there)."""
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration
     from transformers.models.idefics3 import Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
@@ -118,7 +126,10 @@ def build_tiny_idefics3(out: str | os.PathLike, preset: str = "tiny", seed: int 
         scale_factor=scale,
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         pad_token_id=tok.pad_token_id,
+        **({"initializer_range": SHARP_INIT} if sharp else {}),
     )
+    if sharp:
+        config.text_config.initializer_range = SHARP_INIT
     torch.manual_seed(seed)
     model = Idefics3ForConditionalGeneration(config)
     model.generation_config.eos_token_id = tok.eos_token_id
@@ -129,56 +140,142 @@ def build_tiny_idefics3(out: str | os.PathLike, preset: str = "tiny", seed: int 
     return out
 
 
-def torchvision_available() -> bool:
-    try:
-        import torchvision  # noqa: F401
+# Qwen2-VL's chat layout: "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>...text<|im_end|>\n<|im_start|>assistant\n"
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# LLaVA-OneVision's (Qwen2 text model): the same turns, images as "<image>"
+LLAVA_OV_CHAT_TEMPLATE = QWEN_CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<image>")
 
-        torchvision.ops.nms  # the CUDA wheels on CPU torch fail here or at import
-        return True
-    except Exception:
-        return False
 
+def _save(model, processor, out: Path) -> Path:
+    from critic.loading import save_processor
 
-def build_tiny_qwen2_5_vl(out: str | os.PathLike, seed: int = 0) -> Path:
-    """Tiny Qwen2.5-VL; its processor needs torchvision (GPU machines have it)."""
-    if not torchvision_available():
-        raise RuntimeError("Qwen2.5-VL's processor needs a working torchvision; it is not importable here")
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    out = Path(out)
-    tok = build_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                                                         "<|video_pad|>", "<|im_end|>"]})
-    config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
-        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, fullatt_block_indexes=[0]),
-        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
-        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
-        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
-    )
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = [processor.tokenizer.eos_token_id,
+                                            processor.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
-    tok.save_pretrained(out)
-    # processor classes from transformers; only the tokenizer is ours. The video processor needs torchvision.
-    from transformers import Qwen2_5_VLProcessor
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
-
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112),
-        video_processor=Qwen2VLVideoProcessor(),
-        tokenizer=tok,
-    )
-    processor.save_pretrained(out)
+    save_processor(processor, out)
     return out
 
 
-BUILDERS = {"idefics3": build_tiny_idefics3, "qwen2_5_vl": build_tiny_qwen2_5_vl}
+def build_tiny_qwen2_vl(out: str | os.PathLike, seed: int = 0, version: str = "2") -> Path:
+    """Tiny Qwen2-VL (``version`` "2") or Qwen2.5-VL ("2.5"): 3-D multimodal rotary positions. The
+    processor is saved without a video processor (``critic.loading``), so it loads without torchvision."""
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor)
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from critic.loading import images_only
+
+    tok = build_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                                                         "<|video_pad|>", "<|im_end|>"]})
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, initializer_range=SHARP_INIT)
+    ids = dict(image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+               video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+               vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"), initializer_range=SHARP_INIT)
+    vision = dict(depth=1, num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    if version == "2.5":
+        config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(
+            **vision, hidden_size=32, intermediate_size=64, out_hidden_size=64, fullatt_block_indexes=[0]), **ids)
+        model_cls, processor_cls = Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    elif version == "2":
+        config = Qwen2VLConfig(text_config=text, vision_config=dict(**vision, embed_dim=32, hidden_size=64, mlp_ratio=2),
+                               **ids)
+        model_cls, processor_cls = Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    else:
+        raise ValueError(f"unknown Qwen-VL version {version!r}; use '2' or '2.5'")
+    torch.manual_seed(seed)
+    processor = images_only(processor_cls)(
+        image_processor=Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112), tokenizer=tok,
+        video_processor=None, chat_template=QWEN_CHAT_TEMPLATE)
+    return _save(model_cls(config), processor, Path(out))
+
+
+def build_tiny_qwen2_5_vl(out: str | os.PathLike, seed: int = 0) -> Path:
+    return build_tiny_qwen2_vl(out, seed, version="2.5")
+
+
+def build_tiny_llava_onevision(out: str | os.PathLike, seed: int = 0) -> Path:
+    """Tiny LLaVA-OneVision (SigLIP tower, Qwen2 text model, anyres at one 32x32 tile)."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+
+    from critic.loading import images_only
+
+    size, patch = 32, 8
+    tok = build_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<video>", "<|im_end|>"]})
+    config = LlavaOnevisionConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=size, patch_size=patch),
+        text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=4096, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, initializer_range=SHARP_INIT),
+        initializer_range=SHARP_INIT,
+        image_token_index=tok.convert_tokens_to_ids("<image>"), video_token_index=tok.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="full", vision_feature_layer=-1, image_grid_pinpoints=[[size, size]],
+        vision_aspect_ratio="anyres_max_9",
+    )
+    torch.manual_seed(seed)
+    processor = images_only(LlavaOnevisionProcessor)(
+        image_processor=LlavaOnevisionImageProcessorPil(size={"height": size, "width": size},
+                                                        image_grid_pinpoints=[[size, size]]),
+        tokenizer=tok, video_processor=None, chat_template=LLAVA_OV_CHAT_TEMPLATE,
+        num_image_tokens=(size // patch) ** 2, vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9")
+    return _save(LlavaOnevisionForConditionalGeneration(config), processor, Path(out))
+
+
+def build_tiny_clip(out: str | os.PathLike, seed: int = 0, image_size: int = 32, arch: str = "clip") -> Path:
+    """Tiny random dual encoder for the image-reward backend: ``arch`` "clip" (CLIPModel, CLIP's
+    image-processor settings: resize shortest edge + centre crop) or "siglip" (SiglipModel: square
+    resize, mean/std 0.5); our BPE tokenizer, each text framed by bos ... eos (CLIP pools at eos)."""
+    from tokenizers import processors
+    from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    out = Path(out)
+    tok = build_tokenizer()
+    tok.add_special_tokens({"eos_token": "<|endoftext_clip|>"})  # id 2 would make CLIP pool by its legacy argmax
+    bos, eos = tok.bos_token, tok.eos_token
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}", special_tokens=[(bos, tok.bos_token_id), (eos, tok.eos_token_id)])
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=32, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=image_size, patch_size=8)
+    torch.manual_seed(seed)
+    if arch == "clip":
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+        image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                                crop_size={"height": image_size, "width": image_size})
+    elif arch == "siglip":
+        model = SiglipModel(SiglipConfig(text_config={**text, "projection_size": 32}, vision_config=vision))
+        image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+    else:
+        raise ValueError(f"unknown dual-encoder arch {arch!r}; use 'clip' or 'siglip'")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    image_processor.save_pretrained(out)
+    return out
+
+
+BUILDERS = {"idefics3": build_tiny_idefics3, "qwen2_vl": build_tiny_qwen2_vl, "qwen2_5_vl": build_tiny_qwen2_5_vl,
+            "llava_onevision": build_tiny_llava_onevision, "clip": build_tiny_clip}
 
 
 def main(argv=None):

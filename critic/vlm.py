@@ -75,11 +75,13 @@ class VLMCritic(Critic):
         rationale_tokens: int = 32,
         max_batch_size: int = 8,
     ):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
+
+        from critic.loading import load_processor
 
         path = os.fspath(model)
         try:
-            processor = AutoProcessor.from_pretrained(path)
+            processor = load_processor(path)
             loaded = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype or "auto")
         except (OSError, ValueError, KeyError) as e:
             raise ModelLoadError(f"cannot load a VLM critic from {path!r}: {e}") from None
@@ -150,9 +152,10 @@ class VLMCritic(Critic):
         ids = {self.tokenizer.eos_token_id}
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
         ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
-        eou = self.tokenizer.convert_tokens_to_ids("<end_of_utterance>")
-        if isinstance(eou, int) and eou != self.tokenizer.unk_token_id:
-            ids.add(eou)
+        for end_of_turn in ("<end_of_utterance>", "<|im_end|>"):  # Idefics3 / SmolVLM, Qwen and LLaVA-OneVision
+            eot = self.tokenizer.convert_tokens_to_ids(end_of_turn)
+            if isinstance(eot, int) and eot != self.tokenizer.unk_token_id:
+                ids.add(eot)
         return {i for i in ids if i is not None}
 
     def _layout(self, num_images: int) -> PromptLayout:
@@ -227,9 +230,10 @@ class VLMCritic(Critic):
         ).to(self.device)
         t_proc = time.perf_counter()
         mask = enc["attention_mask"]
-        out = self.model(**enc, position_ids=_positions(mask), use_cache=True)
+        positions, deltas = self._prefix_positions(enc)
+        out = self.model(**enc, position_ids=positions, use_cache=True)
         t_prefix = time.perf_counter()
-        probs, rationales = self._ask_all(plans, out.past_key_values, mask)
+        probs, rationales = self._ask_all(plans, out.past_key_values, mask, deltas)
         per_item: list[dict] = [{} for _ in items]
         for r, (p, why) in enumerate(zip(probs, rationales)):
             plan = plans[r % len(plans)]
@@ -244,14 +248,33 @@ class VLMCritic(Critic):
         }
         return [self.make_result(it, dims, timings) for it, dims in zip(items, per_item)]
 
-    def _step(self, ids: torch.Tensor, new_mask: torch.Tensor, mask: torch.Tensor, cache):
-        """Run ``ids`` on top of ``cache``; returns (last logits, extended mask)."""
+    def _prefix_positions(self, enc) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Position ids of the prefix, and (multimodal rotary models) each row's rope delta.
+
+        Most VLMs take 1-D positions that skip the left padding. Qwen2-VL / Qwen2.5-VL place image
+        tokens on a 3-D (time, height, width) grid: the model's own ``get_rope_index`` gives those
+        positions and, per row, the delta by which every later text position is shifted.
+        """
+        mask = enc["attention_mask"]
+        rope_index = getattr(getattr(self.model, "model", None), "get_rope_index", None)
+        if rope_index is None or "mm_token_type_ids" not in enc:
+            return _positions(mask), None
+        extra = {k: enc[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if k in enc}
+        positions, deltas = rope_index(enc["input_ids"], mm_token_type_ids=enc["mm_token_type_ids"],
+                                       attention_mask=mask, **extra)
+        return positions, deltas.reshape(-1, 1)
+
+    def _step(self, ids: torch.Tensor, new_mask: torch.Tensor, mask: torch.Tensor, cache, deltas):
+        """Run ``ids`` on top of ``cache``; returns (last logits, extended mask). Text positions continue
+        from the prefix's (shifted by the rope deltas of multimodal rotary models, on all three axes)."""
         full = torch.cat([mask, new_mask], dim=1)
         pos = _positions(full)[:, -ids.shape[1] :]
+        if deltas is not None:
+            pos = (pos + deltas).unsqueeze(0).expand(3, -1, -1)
         out = self.model(input_ids=ids, attention_mask=full, position_ids=pos, past_key_values=cache, use_cache=True)
         return out.logits[:, -1, :].float(), full
 
-    def _ask_all(self, plans: list[_DimensionPlan], cache, mask: torch.Tensor):
+    def _ask_all(self, plans: list[_DimensionPlan], cache, mask: torch.Tensor, deltas: torch.Tensor | None = None):
         """Ask every dimension of every video at once: row ``b * D + d`` is video b, dimension d.
 
         The prefix cache is repeated D times along the batch, so the questions (and their
@@ -260,9 +283,10 @@ class VLMCritic(Critic):
         d_count = len(plans)
         cache.batch_repeat_interleave(d_count)
         mask = mask.repeat_interleave(d_count, dim=0)
+        deltas = None if deltas is None else deltas.repeat_interleave(d_count, dim=0)
         rows = [plans[r % d_count] for r in range(mask.shape[0])]
         ids, new_mask = self._pad_left([p.context_ids for p in rows])
-        logits, mask = self._step(ids, new_mask, mask, cache)
+        logits, mask = self._step(ids, new_mask, mask, cache, deltas)
         label_logits = [logits[r, p.label_first] for r, p in enumerate(rows)]
         probs = [torch.softmax(x, dim=-1).cpu().numpy().astype(np.float64) for x in label_logits]
         if self.rationale_tokens <= 0:
@@ -270,7 +294,7 @@ class VLMCritic(Critic):
         # the chosen label's remaining tokens and ".", then greedy decoding of the rationale
         chosen = [int(np.argmax(p)) for p in probs]
         ids, new_mask = self._pad_left([[p.label_first[c]] + p.label_rest[c] for p, c in zip(rows, chosen)])
-        logits, mask = self._step(ids, new_mask, mask, cache)
+        logits, mask = self._step(ids, new_mask, mask, cache, deltas)
         generated: list[list[int]] = [[] for _ in rows]
         done = np.zeros(len(rows), dtype=bool)
         for _ in range(self.rationale_tokens):
@@ -284,7 +308,7 @@ class VLMCritic(Critic):
             if done.all():
                 break
             step = torch.tensor(nxt, device=self.device)[:, None]
-            logits, mask = self._step(step, torch.ones_like(step), mask, cache)
+            logits, mask = self._step(step, torch.ones_like(step), mask, cache, deltas)
         return probs, [self.tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
 
     def _pad_left(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

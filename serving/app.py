@@ -65,7 +65,7 @@ class CriticDeployment:
         from critic.loading import load_critic
 
         # a failure fails the replica, loudly, in Serve's status
-        self.critic = load_critic(s.model, backend=s.backend, options=s.backend_options())
+        self.critic = load_critic(s.model, backend=s.backend, options=s.options, defaults=s.shorthands())
         if s.adapters and not hasattr(self.critic, "load_adapter"):
             raise ValueError(f"the {self.critic.kind} critic takes no adapters")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")  # model work, one at a time

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14serving/critic.proto\x12\nliftcritic\"Y\n\x08Sampling\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x02\x12\x10\n\x08segments\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x05\"\x9e\x01\n\x0cScoreRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\r\n\x05video\x18\x02 \x01(\x0c\x12\x12\n\nvideo_path\x18\x03 \x01(\t\x12\x0e\n\x06rubric\x18\x04 \x01(\t\x12&\n\x08sampling\x18\x05 \x01(\x0b\x32\x14.liftcritic.Sampling\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x07 \x01(\t\"p\n\nScoreReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06reward\x18\x02 \x01(\x01\x12\x13\n\x0bsoft_reward\x18\x03 \x01(\x01\x12\x13\n\x0bresult_json\x18\x04 \x01(\t\x12\x14\n\x0ctimings_json\x18\x05 \x01(\t\"<\n\x11ScoreBatchRequest\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.liftcritic.ScoreRequest\"H\n\tBatchItem\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bresult_json\x18\x02 \x01(\t\x12\x12\n\nerror_json\x18\x03 \x01(\t\"7\n\x0fScoreBatchReply\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.liftcritic.BatchItem\"\xcb\x01\n\x0e\x43ompareRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x0f\n\x07video_a\x18\x02 \x01(\x0c\x12\x0f\n\x07video_b\x18\x03 \x01(\x0c\x12\x14\n\x0cvideo_a_path\x18\x04 \x01(\t\x12\x14\n\x0cvideo_b_path\x18\x05 \x01(\t\x12\x0e\n\x06rubric\x18\x06 \x01(\t\x12&\n\x08sampling\x18\x07 \x01(\x0b\x32\x14.liftcritic.Sampling\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\t \x01(\t\"n\n\x0c\x43ompareReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\np_a_better\x18\x02 \x01(\x01\x12\x12\n\np_b_better\x18\x03 \x01(\x01\x12\r\n\x05p_tie\x18\x04 \x01(\x01\x12\x13\n\x0bresult_json\x18\x05 \x01(\t2\xd5\x01\n\rCriticService\x12\x39\n\x05Score\x12\x18.liftcritic.ScoreRequest\x1a\x16.liftcritic.ScoreReply\x12H\n\nScoreBatch\x12\x1d.liftcritic.ScoreBatchRequest\x1a\x1b.liftcritic.ScoreBatchReply\x12?\n\x07\x43ompare\x12\x1a.liftcritic.CompareRequest\x1a\x18.liftcritic.CompareReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14serving/critic.proto\x12\nliftcritic\"g\n\x08Sampling\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x02\x12\x10\n\x08segments\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x05\x12\x0c\n\x04rule\x18\x06 \x01(\t\"\xe9\x01\n\x0cScoreRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\r\n\x05video\x18\x02 \x01(\x0c\x12\x12\n\nvideo_path\x18\x03 \x01(\t\x12\x0e\n\x06rubric\x18\x04 \x01(\t\x12&\n\x08sampling\x18\x05 \x01(\x0b\x32\x14.liftcritic.Sampling\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x07 \x01(\t\x12\x11\n\taggregate\x18\x08 \x01(\t\x12\x1f\n\x12\x61ttenuation_lambda\x18\t \x01(\x01H\x00\x88\x01\x01\x42\x15\n\x13_attenuation_lambda\"p\n\nScoreReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06reward\x18\x02 \x01(\x01\x12\x13\n\x0bsoft_reward\x18\x03 \x01(\x01\x12\x13\n\x0bresult_json\x18\x04 \x01(\t\x12\x14\n\x0ctimings_json\x18\x05 \x01(\t\"<\n\x11ScoreBatchRequest\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.liftcritic.ScoreRequest\"H\n\tBatchItem\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bresult_json\x18\x02 \x01(\t\x12\x12\n\nerror_json\x18\x03 \x01(\t\"7\n\x0fScoreBatchReply\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.liftcritic.BatchItem\"\x96\x02\n\x0e\x43ompareRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x0f\n\x07video_a\x18\x02 \x01(\x0c\x12\x0f\n\x07video_b\x18\x03 \x01(\x0c\x12\x14\n\x0cvideo_a_path\x18\x04 \x01(\t\x12\x14\n\x0cvideo_b_path\x18\x05 \x01(\t\x12\x0e\n\x06rubric\x18\x06 \x01(\t\x12&\n\x08sampling\x18\x07 \x01(\x0b\x32\x14.liftcritic.Sampling\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\t \x01(\t\x12\x11\n\taggregate\x18\n \x01(\t\x12\x1f\n\x12\x61ttenuation_lambda\x18\x0b \x01(\x01H\x00\x88\x01\x01\x42\x15\n\x13_attenuation_lambda\"n\n\x0c\x43ompareReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\np_a_better\x18\x02 \x01(\x01\x12\x12\n\np_b_better\x18\x03 \x01(\x01\x12\r\n\x05p_tie\x18\x04 \x01(\x01\x12\x13\n\x0bresult_json\x18\x05 \x01(\t2\xd5\x01\n\rCriticService\x12\x39\n\x05Score\x12\x18.liftcritic.ScoreRequest\x1a\x16.liftcritic.ScoreReply\x12H\n\nScoreBatch\x12\x1d.liftcritic.ScoreBatchRequest\x1a\x1b.liftcritic.ScoreBatchReply\x12?\n\x07\x43ompare\x12\x1a.liftcritic.CompareRequest\x1a\x18.liftcritic.CompareReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,21 +32,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'serving.critic_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SAMPLING']._serialized_start=36
-  _globals['_SAMPLING']._serialized_end=125
-  _globals['_SCOREREQUEST']._serialized_start=128
-  _globals['_SCOREREQUEST']._serialized_end=286
-  _globals['_SCOREREPLY']._serialized_start=288
-  _globals['_SCOREREPLY']._serialized_end=400
-  _globals['_SCOREBATCHREQUEST']._serialized_start=402
-  _globals['_SCOREBATCHREQUEST']._serialized_end=462
-  _globals['_BATCHITEM']._serialized_start=464
-  _globals['_BATCHITEM']._serialized_end=536
-  _globals['_SCOREBATCHREPLY']._serialized_start=538
-  _globals['_SCOREBATCHREPLY']._serialized_end=593
-  _globals['_COMPAREREQUEST']._serialized_start=596
-  _globals['_COMPAREREQUEST']._serialized_end=799
-  _globals['_COMPAREREPLY']._serialized_start=801
-  _globals['_COMPAREREPLY']._serialized_end=911
-  _globals['_CRITICSERVICE']._serialized_start=914
-  _globals['_CRITICSERVICE']._serialized_end=1127
+  _globals['_SAMPLING']._serialized_end=139
+  _globals['_SCOREREQUEST']._serialized_start=142
+  _globals['_SCOREREQUEST']._serialized_end=375
+  _globals['_SCOREREPLY']._serialized_start=377
+  _globals['_SCOREREPLY']._serialized_end=489
+  _globals['_SCOREBATCHREQUEST']._serialized_start=491
+  _globals['_SCOREBATCHREQUEST']._serialized_end=551
+  _globals['_BATCHITEM']._serialized_start=553
+  _globals['_BATCHITEM']._serialized_end=625
+  _globals['_SCOREBATCHREPLY']._serialized_start=627
+  _globals['_SCOREBATCHREPLY']._serialized_end=682
+  _globals['_COMPAREREQUEST']._serialized_start=685
+  _globals['_COMPAREREQUEST']._serialized_end=963
+  _globals['_COMPAREREPLY']._serialized_start=965
+  _globals['_COMPAREREPLY']._serialized_end=1075
+  _globals['_CRITICSERVICE']._serialized_start=1078
+  _globals['_CRITICSERVICE']._serialized_end=1291
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ Decoding runs in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import base64
 import binascii
 import hmac
@@ -112,7 +113,7 @@ class Engine:
         return await self.backend.ready()
 
     async def _prepare(self, prompt: str, source, rubric: str | None, sampling: Sampling | None,
-                       adapter: str | None = None) -> ScoreInput:
+                       adapter: str | None = None, aggregation: dict | None = None) -> ScoreInput:
         info = await self.info()
         try:
             spec = FrameSampling(**(sampling.model_dump() if sampling else info["default_sampling"]))
@@ -121,7 +122,8 @@ class Engine:
             rub = get_rubric(rubric or info["default_rubric"])
             if adapter is not None and adapter not in info.get("adapters", []):
                 raise ServiceError("unknown_adapter", f"adapter {adapter!r} is not served; available: {info.get('adapters', [])}")
-            return await asyncio.to_thread(prepare_input, source, prompt, rub, spec, self.limits, adapter)
+            item = await asyncio.to_thread(prepare_input, source, prompt, rub, spec, self.limits, adapter)
+            return dataclasses.replace(item, **(aggregation or {}))
         except CriticError as e:
             raise ServiceError(e.code, e.message, details=e.details or None) from None
 
@@ -167,7 +169,7 @@ class Engine:
         async def work():
             t0 = time.perf_counter()
             source = self.resolve_video(req.video_b64, req.video_path, upload)
-            item = await self._prepare(req.prompt, source, req.rubric, req.sampling, req.adapter)
+            item = await self._prepare(req.prompt, source, req.rubric, req.sampling, req.adapter, _aggregation(req))
             result = await self._score_item(item)
             timings = {**result.timings, "total_s": time.perf_counter() - t0}
             return ScoreResponse(request_id=rid, result=result.to_dict(), timings=timings)
@@ -192,7 +194,8 @@ class Engine:
             t0 = time.perf_counter()
             src_a = self.resolve_video(req.video_a_b64, req.video_a_path, upload_a, "video_a")
             src_b = self.resolve_video(req.video_b_b64, req.video_b_path, upload_b, "video_b")
-            a, b = await asyncio.gather(*(self._prepare(req.prompt, s, req.rubric, req.sampling, req.adapter)
+            a, b = await asyncio.gather(*(self._prepare(req.prompt, s, req.rubric, req.sampling, req.adapter,
+                                                        _aggregation(req))
                                           for s in (src_a, src_b)))
             ra, rb = await asyncio.gather(self._score_item(a), self._score_item(b))
             result = compare_results(ra, rb, a.rubric)
@@ -200,3 +203,8 @@ class Engine:
 
         return await self._once(rid, work)
 
+
+
+def _aggregation(req: ScoreRequest | CompareRequest) -> dict:
+    """The request's image-reward aggregation, as ``ScoreInput`` fields."""
+    return {"aggregate": req.aggregate, "attenuation_lambda": req.attenuation_lambda}

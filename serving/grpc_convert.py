@@ -13,15 +13,24 @@ def sampling(request) -> Sampling | None:
     if not request.HasField("sampling") or not request.sampling.strategy:
         return None
     s = request.sampling
-    fields = {"strategy": s.strategy, "frames": s.frames or 8, "segments": s.segments or 4, "seed": s.seed}
+    fields = {"strategy": s.strategy, "frames": s.frames or 8, "segments": s.segments or 4, "seed": s.seed,
+              "rule": s.rule or "cover"}
     return Sampling(**fields, **({"fps": s.fps} if s.fps else {}))
+
+
+def aggregation(request) -> dict:
+    """The image-reward aggregation fields that are set (absent ones take the protocol's defaults)."""
+    out = {"aggregate": request.aggregate} if request.aggregate else {}
+    if request.HasField("attenuation_lambda"):
+        out["attenuation_lambda"] = request.attenuation_lambda
+    return out
 
 
 def score_request(r: pb.ScoreRequest, with_b64: bool = False) -> ScoreRequest:
     """``with_b64``: carry the bytes inside the request (batch items); else they go as the upload."""
     return ScoreRequest(
         prompt=r.prompt, video_path=r.video_path or None, rubric=r.rubric or None, sampling=sampling(r),
-        request_id=r.request_id or None, adapter=r.adapter or None,
+        request_id=r.request_id or None, adapter=r.adapter or None, **aggregation(r),
         video_b64=base64.b64encode(r.video).decode() if (with_b64 and r.video) else None,
     )
 
@@ -43,6 +52,7 @@ def compare_request(r: pb.CompareRequest) -> CompareRequest:
     return CompareRequest(
         prompt=r.prompt, video_a_path=r.video_a_path or None, video_b_path=r.video_b_path or None,
         rubric=r.rubric or None, sampling=sampling(r), request_id=r.request_id or None, adapter=r.adapter or None,
+        **aggregation(r),
     )
 
 

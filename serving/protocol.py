@@ -7,6 +7,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _STRICT = ConfigDict(extra="forbid")
+Aggregate = Literal["mean", "attenuated", "attenuated_normalized"]
+_AGGREGATE = ("image-reward critics: how per-frame scores become the reward: 'mean', 'attenuated' (VGen: mean of "
+              "exp(-lambda*|i - F//2|) * score) or 'attenuated_normalized' (divided by the weights' sum); "
+              "default: the critic's.")
+_LAMBDA = "image-reward critics: lambda of the temporal attenuation."
 
 
 class Sampling(BaseModel):
@@ -18,6 +23,8 @@ class Sampling(BaseModel):
     fps: float | None = Field(None, gt=0, le=240, description="fps: frames per second to sample.")
     segments: int = Field(4, ge=1, le=256, description="segments: number of segments (one frame each).")
     seed: int = Field(0, ge=0, description="segments: seed of the offsets.")
+    rule: Literal["cover", "tsn"] = Field("cover", description="segments: 'cover' spans the whole clip; 'tsn' "
+                                          "(VGen) uses spans of F // K frames from the start, never the tail.")
 
     @model_validator(mode="after")
     def _fps_needed(self):
@@ -38,6 +45,8 @@ class ScoreRequest(BaseModel):
     request_id: str | None = Field(None, max_length=200, description="Idempotency key: a retry with the same id "
                                    "returns the first result instead of scoring again.")
     adapter: str | None = Field(None, max_length=200, description="Critic adapter to use (multiplexed critics).")
+    aggregate: Aggregate | None = Field(None, description=_AGGREGATE)
+    attenuation_lambda: float = Field(1.0, ge=0, le=1000, description=_LAMBDA)
 
 
 class BatchScoreRequest(BaseModel):
@@ -56,6 +65,8 @@ class CompareRequest(BaseModel):
     sampling: Sampling | None = None
     request_id: str | None = Field(None, max_length=200)
     adapter: str | None = Field(None, max_length=200)
+    aggregate: Aggregate | None = Field(None, description=_AGGREGATE)
+    attenuation_lambda: float = Field(1.0, ge=0, le=1000, description=_LAMBDA)
 
 
 class ErrorInfo(BaseModel):

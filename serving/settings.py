@@ -17,19 +17,21 @@ class CriticSettings(BaseModel):
     model: str | None = Field(None, description="Checkpoint folder or hub id; none: the model-free critic.")
     options: dict[str, Any] = Field(default_factory=dict, description="Backend options, validated by the backend "
                                     "(e.g. dtype, rationale_tokens for VLMs; aggregate for image-reward).")
-    device: str | None = Field(None, description="Shorthand for options.device (torch device).")
-    dtype: str | None = Field(None, description="Shorthand for options.dtype, e.g. 'bfloat16'.")
-    rationale_tokens: int | None = Field(None, ge=0, le=512, description="Shorthand for options.rationale_tokens.")
+    device: str | None = Field(None, description="Shorthand for options.device (torch device), for backends "
+                               "that have it.")
+    dtype: str | None = Field(None, description="Shorthand for options.dtype, e.g. 'bfloat16', for backends that "
+                              "have it.")
+    rationale_tokens: int | None = Field(None, ge=0, le=512, description="Shorthand for options.rationale_tokens, "
+                                         "for backends that have it.")
     adapters: dict[str, str] = Field(default_factory=dict, description="Critic adapters (name -> peft adapter "
                                      "folder from `lift-critic train`); requests pick one by name (multiplexed).")
     torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads on CPU "
                                       "(Ray sets OMP_NUM_THREADS from num_cpus, i.e. 1 for fractional CPUs).")
     load_delay_s: float = Field(0.0, ge=0, le=600, description="Sleep before loading (to exercise readiness).")
 
-    def backend_options(self) -> dict[str, Any]:
-        """``options`` with the shorthand fields that are set folded in."""
-        short = {k: getattr(self, k) for k in ("device", "dtype", "rationale_tokens") if getattr(self, k) is not None}
-        return {**short, **self.options}
+    def shorthands(self) -> dict[str, Any]:
+        """The shorthand fields that are set (each applies to the backends that have that option)."""
+        return {k: getattr(self, k) for k in ("device", "dtype", "rationale_tokens") if getattr(self, k) is not None}
 
 
 class BatchSettings(BaseModel):

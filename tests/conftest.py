@@ -65,3 +65,10 @@ def tiny_adapter(tiny_vlm_path, synth_set, tmp_path_factory):
         trainer.loss_before = trainer.loss(trainer.probe).item()
     trainer.summary = trainer.train()
     return trainer, trainer.out / "final"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_path(tmp_path_factory):
+    from critic.tiny import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")

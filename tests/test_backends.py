@@ -16,18 +16,19 @@ PROMPT = "a red ball rolls across the grass"
 
 
 def test_registry_names_and_modules():
-    assert {"transformers", "model-free"} <= set(BACKENDS)
+    assert {"transformers", "model-free", "image-reward"} <= set(BACKENDS)
     for name, entry in BACKENDS.items():
         mod = importlib.import_module(entry.module)
         assert callable(mod.load), name
         assert mod.Options.model_config.get("extra") == "forbid", name
-    assert {"vlm", "model-free"} <= rubric_kinds()
+    assert {"vlm", "model-free", "image-reward"} <= rubric_kinds()
 
 
 def test_default_backend_follows_the_model():
     assert resolve_backend(None, None) == "model-free"
     assert resolve_backend(None, "model-free") == "model-free"
     assert resolve_backend(None, "some/checkpoint") == "transformers"
+    assert resolve_backend("image-reward", "x") == "image-reward"
     with pytest.raises(InvalidParameterError, match="unknown critic backend"):
         resolve_backend("tensorflow", None)
 
@@ -45,12 +46,16 @@ def test_options_are_validated_by_the_backend(tiny_vlm_path):
     critic = load_critic(tiny_vlm_path, backend="transformers", options={"rationale_tokens": 0, "max_batch_size": 2})
     assert critic.backend == "transformers" and critic.kind == "vlm"
     assert critic.rationale_tokens == 0 and critic.max_batch_size == 2
+    # shared shorthands (the Serve YAML's rationale_tokens) reach only the backends that have them
+    assert load_critic(defaults={"rationale_tokens": 4}).backend == "model-free"
+    assert load_critic(tiny_vlm_path, defaults={"rationale_tokens": 4}).rationale_tokens == 4
+    assert load_critic(tiny_vlm_path, options={"rationale_tokens": 2}, defaults={"rationale_tokens": 4}).rationale_tokens == 2
 
 
 def test_rubric_kind_is_checked_against_the_registry():
     base = {"name": "k", "labels": [{"name": "Yes", "value": 1}, {"name": "No", "value": 0}],
             "dimensions": [{"name": "d", "question": "q"}]}
-    assert parse_rubric({**base, "critic": "model-free"}).critic == "model-free"
+    assert parse_rubric({**base, "critic": "image-reward"}).critic == "image-reward"
     with pytest.raises(InvalidRubricError, match="unknown critic kind 'tensorflow'"):
         parse_rubric({**base, "critic": "tensorflow"})
 

@@ -40,9 +40,10 @@ class Backend:
     needs_model: bool  # whether ``model`` (a checkpoint folder or hub id) is required
     description: str
 
-    def load(self, name: str, model: str | None, options: dict[str, Any] | None = None):
+    def load(self, name: str, model: str | None, options: dict[str, Any], defaults: dict[str, Any]):
         mod = importlib.import_module(self.module)
-        return mod.load(model, parse_options(mod.Options, options or {}, name))
+        known = {k: v for k, v in defaults.items() if k in mod.Options.model_fields}
+        return mod.load(model, parse_options(mod.Options, {**known, **options}, name))
 
 
 # name -> backend. The names are a contract (serving settings ``critic.backend``, CLI ``--backend``).
@@ -51,6 +52,8 @@ BACKENDS: dict[str, Backend] = {
                             "any Hugging Face image-text-to-text VLM through transformers (shared-prefix KV cache)"),
     "model-free": Backend("model-free", "critic.backends.model_free", False,
                           "pixel measurements (flicker, motion, sharpness, ...); no weights"),
+    "image-reward": Backend("image-reward", "critic.backends.image_reward", True,
+                            "a CLIP-style dual encoder scoring each sampled frame against the prompt"),
     "vllm": Backend("vlm", "critic.backends.vllm_engine", True,
                     "a Hugging Face VLM on vLLM's async engine (continuous batching, prefix caching); "
                     "needs vLLM (`make vllm`)"),
@@ -84,15 +87,18 @@ def parse_options(model_cls, options: dict[str, Any], backend: str):
 
 
 def load_critic(model: str | os.PathLike | None = None, *, backend: str | None = None,
-                options: dict[str, Any] | None = None, **kwargs):
+                options: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None, **kwargs):
     """Build the critic of ``backend`` (see ``resolve_backend``) from ``model`` with ``options``
-    (keyword arguments are merged into ``options``)."""
+    (keyword arguments are merged into them; all are validated by the backend). ``defaults`` are
+    shorthands shared by a deployment's settings (device, dtype, rationale_tokens): each applies
+    only to a backend that has that option, and ``options`` override it."""
     name = resolve_backend(backend, model)
     entry = BACKENDS[name]
     if entry.needs_model and (model is None or os.fspath(model) == ""):
         raise InvalidParameterError(f"the {name} backend needs a model (checkpoint folder or hub id)")
     if not entry.needs_model and model is not None and os.fspath(model) not in ("", name):
         raise InvalidParameterError(f"the {name} backend takes no model, got {os.fspath(model)!r}")
-    critic = entry.load(name, os.fspath(model) if entry.needs_model else None, {**(options or {}), **kwargs})
+    critic = entry.load(name, os.fspath(model) if entry.needs_model else None, {**(options or {}), **kwargs},
+                        defaults or {})
     critic.backend = name
     return critic

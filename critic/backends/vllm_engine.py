@@ -74,12 +74,14 @@ class VLLMCritic(AsyncCritic, VLMCritic):
     is ``VLMCritic``'s; only the model calls differ."""
 
     def __init__(self, model: str | os.PathLike, options: Options | None = None):
-        from transformers import AutoConfig, AutoProcessor, GenerationConfig
+        from transformers import AutoConfig, GenerationConfig
+
+        from critic.loading import load_processor
 
         o = self.options = options or Options()
         path = os.fspath(model)
         try:
-            processor = AutoProcessor.from_pretrained(path)
+            processor = load_processor(path)
             config = AutoConfig.from_pretrained(path)
         except (OSError, ValueError, KeyError) as e:
             raise ModelLoadError(f"cannot load a VLM critic from {path!r}: {e}") from None
