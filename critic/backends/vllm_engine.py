@@ -4,8 +4,8 @@ One engine per critic (per Serve replica). Every request is the same token seque
 ``transformers`` backend builds (critic/prompting.py and ``VLMCritic``'s per-dimension plans):
 the frames go in as a multi-image prompt, so for each dimension of one video the engine sees
 ``prefix(frames + caption) + question + closing tokens + the labels' common lead``. The first
-dimension is asked alone; the others follow once its blocks are cached, so the video is
-encoded once per rubric (automatic prefix caching; ``timings["cached_prompt_tokens"]`` shows
+dimension's label request runs alone; everything else (its rationale, the other dimensions)
+follows at once on its cached blocks, so the video is encoded once per rubric (automatic prefix caching; ``timings["cached_prompt_tokens"]`` shows
 the reuse).
 
 Label probabilities: each dimension asks for one token with ``logprob_token_ids`` set to the
@@ -212,16 +212,17 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         lora = self._adapters.get(item.adapter) if item.adapter else None
         if item.adapter and lora is None:
             raise UnknownAdapterError(f"adapter {item.adapter!r} is not loaded; available: {self.adapters()}")
-        ask = lambda plan: self._ask(prefix + plan.context_ids, images, plan, lora)  # noqa: E731
-        first = await ask(plans[0])  # computes (and caches) the video's prefix
-        answers = [first, *await asyncio.gather(*(ask(p) for p in plans[1:]))]
+        ask = lambda plan, labelled=None: self._ask(prefix + plan.context_ids, images, plan, lora, labelled)  # noqa: E731
+        first = await self._label_probs(prefix + plans[0].context_ids, images, plans[0], lora)  # caches the prefix
+        answers = await asyncio.gather(ask(plans[0], first), *(ask(p) for p in plans[1:]))
         dims = {p.dimension.name: dimension_result(item.rubric, probs, why) for p, (probs, why, _) in zip(plans, answers)}
         total = time.perf_counter() - t0
         timings = {"model_s": total, "cached_prompt_tokens": float(sum(c for _, _, c in answers)), "batch_size": 1.0}
         return self.make_result(item, dims, timings)
 
-    async def _ask(self, ids: list[int], images, plan, lora) -> tuple[np.ndarray, str | None, int]:
-        """One dimension: label probabilities, then (if wanted) the greedy rationale after ``"{Label}."``."""
+    async def _label_probs(self, ids: list[int], images, plan, lora) -> tuple[np.ndarray, int]:
+        """The labels' probabilities (vLLM's log-probabilities of exactly the labels' first tokens,
+        renormalised over the labels) and the prompt tokens the engine found cached."""
         from vllm import SamplingParams
 
         out = await self._generate(ids, images, SamplingParams(
@@ -229,8 +230,14 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         got = out.outputs[0].logprobs[0]
         logp = np.array([got[t].logprob for t in plan.label_first], dtype=np.float64)
         probs = np.exp(logp - logp.max())
-        probs /= probs.sum()
-        cached = out.num_cached_tokens or 0
+        return probs / probs.sum(), out.num_cached_tokens or 0
+
+    async def _ask(self, ids: list[int], images, plan, lora, labelled=None) -> tuple[np.ndarray, str | None, int]:
+        """One dimension: label probabilities (unless already ``labelled``), then (if wanted) the greedy
+        rationale after ``"{Label}."``."""
+        from vllm import SamplingParams
+
+        probs, cached = labelled or await self._label_probs(ids, images, plan, lora)
         if self.rationale_tokens <= 0:
             return probs, None, cached
         c = int(np.argmax(probs))
