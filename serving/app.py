@@ -84,6 +84,13 @@ class CriticDeployment:
     async def ready(self) -> dict:
         return {"ready": True}
 
+    def check_health(self):
+        """Serve's periodic probe: a critic that can tell it is broken (an engine backend whose
+        engine died) fails it, and Serve replaces the replica."""
+        probe = getattr(self.critic, "check_health", None)
+        if probe is not None:
+            probe()
+
     async def info(self) -> dict:
         c = self.critic
         return ModelInfo(

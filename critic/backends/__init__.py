@@ -54,6 +54,9 @@ BACKENDS: dict[str, Backend] = {
                           "pixel measurements (flicker, motion, sharpness, ...); no weights"),
     "image-reward": Backend("image-reward", "critic.backends.image_reward", True,
                             "a CLIP-style dual encoder scoring each sampled frame against the prompt"),
+    "vllm": Backend("vlm", "critic.backends.vllm_engine", True,
+                    "a Hugging Face VLM on vLLM's async engine (continuous batching, prefix caching); "
+                    "needs vLLM (`make vllm`)"),
 }
 
 
