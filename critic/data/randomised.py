@@ -172,11 +172,12 @@ def _background(rgb, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 def _light(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Constant lighting: gain, offset, tint and, sometimes, a vignette."""
     _, h, w, _ = frames.shape
-    out = frames * rng.uniform(0.75, 1.2) * rng.uniform(0.92, 1.08, 3) + rng.uniform(-15, 15)
+    gain = (rng.uniform(0.75, 1.2) * rng.uniform(0.92, 1.08, 3)).astype(np.float32)
+    out = frames * gain + np.float32(rng.uniform(-15, 15))
     if rng.random() < 0.3:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         d = ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5
-        out = out * (1 - rng.uniform(0.15, 0.4) * d)[..., None]
+        out = out * (1 - rng.uniform(0.15, 0.4) * d)[..., None].astype(np.float32)
     return out
 
 
@@ -269,12 +270,12 @@ def _ringing(frames: np.ndarray, step: float, rng: np.random.Generator) -> np.nd
     t, h, w, c = frames.shape
     hp, wp = -h % 8, -w % 8
     p = np.pad(frames, ((0, 0), (0, hp), (0, wp), (0, 0)), mode="edge")
-    blocks = p.reshape(t, (h + hp) // 8, 8, (w + wp) // 8, 8, c)
-    coef = np.einsum("ij,tajbkc,lk->taiblc", _DCT, blocks, _DCT)
+    blocks = p.reshape(t, (h + hp) // 8, 8, (w + wp) // 8, 8, c).transpose(0, 1, 3, 5, 2, 4)  # (..., 8, 8)
+    coef = _DCT @ blocks @ _DCT.T
     offset = rng.uniform(0, 1, (t, 1, 1, 1, 1, 1))
     q = (np.floor(coef / step + offset) + 0.5 - offset) * step
-    q[:, :, 0, :, 0, :] = coef[:, :, 0, :, 0, :]
-    back = np.einsum("ij,taiblc,lk->tajbkc", _DCT, q, _DCT).reshape(p.shape)
+    q[..., 0, 0] = coef[..., 0, 0]
+    back = (_DCT.T @ q @ _DCT).transpose(0, 1, 4, 2, 5, 3).reshape(p.shape)
     return back[:, :h, :w]
 
 
