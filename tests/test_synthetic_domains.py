@@ -136,13 +136,27 @@ def test_semantic_defects_render_what_they_say():
         assert scene.direction == "left to right" and scene.count in (1, 2) and scene.shape in ("ball", "square")
 
 
-def test_both_are_deterministic_per_seed(tmp_path):
-    for name, make in {"random": lambda d, s: generate(d, 4, seed=s, domain="random", prompt_variants=1),
-                       "eval": lambda d, s: eval_renderer.generate_eval(d, 4, seed=s)}.items():
+# the documented label of each defect, by the start of its rationale (synthetic.py's table)
+DOCUMENTED = {
+    "semantic_consistency": {"The video shows what": "Good", "The objects match": "Normal", "The ": "Bad"},
+    "fidelity": {"The frames are clean": "Good", "The frames are slightly blurry": "Normal",
+                 "The frames show some noise": "Normal", "Heavy noise": "Bad", "The frames are full of blocky": "Bad"},
+    "motion": {"The motion is smooth": "Good", "The object jumps": "Normal", "The video flickers": "Bad",
+               "The motion freezes": "Bad", "The object moves from": "Bad"},
+}
+
+
+def test_both_are_deterministic_per_seed_and_write_the_documented_labels(tmp_path):
+    for name, make in {"random": lambda d, s: generate(d, 12, seed=s, domain="random", prompt_variants=1),
+                       "eval": lambda d, s: eval_renderer.generate_eval(d, 12, seed=s)}.items():
         a, b, c = make(tmp_path / name / "a", 5), make(tmp_path / name / "b", 5), make(tmp_path / name / "c", 6)
         assert a.read_text() == b.read_text() != c.read_text()
         for ra, rb in zip(read_ratings(a), read_ratings(b)):
             assert (a.parent / ra.video).read_bytes() == (b.parent / rb.video).read_bytes()
+        for row in read_ratings(a) + read_ratings(c):
+            for dim, rating in row.ratings.items():
+                start = next(k for k in DOCUMENTED[dim] if rating.rationale.startswith(k))
+                assert rating.label == DOCUMENTED[dim][start], (name, dim, rating)
 
 
 def test_unknown_domain_is_a_typed_error(tmp_path):

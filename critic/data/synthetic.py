@@ -64,7 +64,6 @@ DIRECTIONS = {"left to right": "right to left", "right to left": "left to right"
               "top to bottom": "bottom to top", "bottom to top": "top to bottom"}
 
 
-
 @dataclass(frozen=True)
 class Vocabulary:
     """What prompts may name: colours and backgrounds (name -> RGB), shapes, counts, verbs, directions."""
