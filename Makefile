@@ -51,8 +51,8 @@ critic: install
 	$(BIN)/lift-critic synth .cache/synth --n 4000 --seed 1 --name train.jsonl --prompt-variants 1 --domain random > /dev/null
 	$(BIN)/lift-critic synth .cache/synth --n 100 --seed 2 --name val.jsonl --domain random > /dev/null
 	$(BIN)/lift-critic synth .cache/synth --n 400 --seed 3 --name test.jsonl > /dev/null
-	$(BIN)/lift-critic synth .cache/synth --n 300 --seed 13 --name random_test.jsonl --domain random > /dev/null
-	$(BIN)/lift-critic synth .cache/synth-eval --n 300 --seed 4 --name test.jsonl --renderer eval > /dev/null
+	$(BIN)/lift-critic synth .cache/synth --n 200 --seed 13 --name random_test.jsonl --domain random > /dev/null
+	$(BIN)/lift-critic synth .cache/synth-eval --n 200 --seed 4 --name test.jsonl --renderer eval > /dev/null
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random.yaml
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random_continue.yaml
 	$(BIN)/lift-critic eval --model $(SFT)/final --rationale-tokens 0 --data fixed=.cache/synth/test.jsonl \

@@ -179,3 +179,20 @@ def test_training_refuses_the_evaluation_renderers_sets(tmp_path, tiny_vlm_path)
         with pytest.raises(EvaluationOnlyDataError):
             SFTTrainer(SFTConfig(model=str(tiny_vlm_path), output_dir=str(tmp_path / "out"), method="full", **cfg))
     assert len(read_training_ratings(train)) == 3
+
+
+def test_eval_reports_several_named_sets_in_one_json(tmp_path, tiny_vlm_path, capsys):
+    import json
+
+    from critic.cli import main
+
+    fixed, held_out = generate(tmp_path / "fixed", 3, seed=1), eval_renderer.generate_eval(tmp_path / "eval", 3, seed=1)
+    args = ["eval", "--model", str(tiny_vlm_path), "--data", f"fixed={fixed}", "--data", f"eval={held_out}"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["sets"]) == {"fixed", "eval"} and report["rubric"] == "lift"
+    assert all(r["n"] == 3 and set(r["dimensions"]) == {"semantic_consistency", "fidelity", "motion"}
+               for r in report["sets"].values())
+    assert main(["eval", "--model", str(tiny_vlm_path), "--data", str(fixed), "--data", str(held_out)]) == 2
+    assert "NAME=PATH" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "x"), "--n", "2", "--renderer", "eval", "--domain", "random"]) == 2
