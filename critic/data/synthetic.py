@@ -10,9 +10,9 @@ What every label means (the one place it is written down; every renderer of the 
 | | background | Normal | the objects match; only the background differs |
 | | colour / shape / count | Bad | the objects have another colour, another shape, or another number of them |
 | fidelity | none | Good | clean, sharp frames (a static background texture is not noise) |
-| | blur | Normal | slightly soft frames (Gaussian, box or motion blur of a few pixels) |
-| | mild_noise | Normal | some noise that changes frame to frame (Gaussian, a few salt-and-pepper pixels, light compression ringing) |
-| | heavy_noise | Bad | heavy noise over every frame (strong Gaussian or salt-and-pepper) |
+| | blur | Normal | slightly soft frames (e.g. Gaussian, box or motion blur of a few pixels) |
+| | mild_noise | Normal | some noise that changes frame to frame (e.g. Gaussian, a few salt-and-pepper pixels, compression ringing) |
+| | heavy_noise | Bad | heavy noise over every frame (e.g. strong Gaussian or salt-and-pepper) |
 | | blocky | Bad | the picture is made of coarse blocks (block artefacts of 4 or more pixels) |
 | motion | none | Good | smooth, continuous motion in the prompt's direction |
 | | jump | Normal | the objects skip forward once, then move on smoothly |
