@@ -6,7 +6,7 @@ What every label means (the one place it is written down; every renderer of the 
 
 | dimension | defect | label | what the clip shows |
 |---|---|---|---|
-| semantic consistency | none | Good | the colour, shape, count, background (and direction) the prompt asks for |
+| semantic consistency | none | Good | the colour, shape, count and background the prompt asks for (its direction is motion's) |
 | | background | Normal | the objects match; only the background differs |
 | | colour / shape / count | Bad | the objects have another colour, another shape, or another number of them |
 | fidelity | none | Good | clean, sharp frames (a static background texture is not noise) |
