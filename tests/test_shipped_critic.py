@@ -1,38 +1,79 @@
 """The shipped critic (models/lift-critic-tiny, the embedded default of the service and the
-demo, rebuilt by `make critic`): the held-out figures recorded beside it are what it gives on
-the synthetic test set, and it clearly beats the majority label on every dimension."""
+demo, rebuilt by `make critic`): the held-out figures recorded beside it (eval.json, one report
+per set: the fixed synthetic domain, the randomised domain and the independent evaluation
+renderer) are what it gives on those sets regenerated here, and on the fixed domain it clearly
+beats the majority label on every dimension. Issue 12's bar (0.85 per dimension on both
+renderers, ECE at most 0.1, no dimension on one label) is checked as an expected failure until
+the critic is retrained on the randomised domain."""
 
 import json
 from pathlib import Path
 
 import pytest
 
+from critic.data.eval_renderer import generate_eval
 from critic.data.synthetic import generate
 from critic.train.evaluate import evaluate
 from critic.vlm import VLMCritic
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "lift-critic-tiny"
+DIMENSIONS = {"semantic_consistency", "fidelity", "motion"}
+# `make critic`'s held-out sets: name -> how to regenerate one of n clips under a folder
+SETS = {
+    "fixed": lambda out, n: generate(out, n, seed=3),
+    "random": lambda out, n: generate(out, n, seed=13, domain="random"),
+    "eval": lambda out, n: generate_eval(out, n, seed=4),
+}
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    recorded = json.loads((SHIPPED / "eval.json").read_text())
-    data = generate(tmp_path_factory.mktemp("heldout"), recorded["n"], seed=3)  # `make critic`'s test set
-    return recorded, evaluate(VLMCritic(SHIPPED, rationale_tokens=0), str(data), frames=8)
+def recorded():
+    return json.loads((SHIPPED / "eval.json").read_text())
 
 
-def test_recorded_held_out_figures_reproduce(reports):
-    recorded, fresh = reports
-    assert set(fresh["dimensions"]) == set(recorded["dimensions"]) == {"semantic_consistency", "fidelity", "motion"}
-    for name, m in recorded["dimensions"].items():
-        assert fresh["dimensions"][name]["accuracy"] == pytest.approx(m["accuracy"], abs=0.01), name
+@pytest.fixture(scope="module")
+def reports(recorded, tmp_path_factory):
+    critic = VLMCritic(SHIPPED, rationale_tokens=0)
+    fresh = {}
+    for name, make in SETS.items():
+        data = make(tmp_path_factory.mktemp(name), recorded["sets"][name]["n"])
+        fresh[name] = evaluate(critic, str(data), frames=8)
+    return fresh
+
+
+def test_eval_json_holds_every_set_with_its_majority_baseline(recorded):
+    assert set(recorded["sets"]) == set(SETS)
+    for name, report in recorded["sets"].items():
+        assert set(report["dimensions"]) == DIMENSIONS, name
+        for dim, m in report["dimensions"].items():
+            assert {"accuracy", "macro_f1", "spearman", "ece"} <= set(m), (name, dim)
+            assert m["majority_baseline"]["label"] in ("Good", "Normal", "Bad"), (name, dim)
+
+
+def test_recorded_held_out_figures_reproduce(recorded, reports):
+    for name, rec in recorded["sets"].items():
+        assert set(reports[name]["dimensions"]) == set(rec["dimensions"]) == DIMENSIONS
+        for dim, m in rec["dimensions"].items():
+            fresh = reports[name]["dimensions"][dim]
+            assert fresh["accuracy"] == pytest.approx(m["accuracy"], abs=0.01), (name, dim)
+            assert fresh["majority_baseline"]["label"] == m["majority_baseline"]["label"], (name, dim)
+            assert fresh["majority_baseline"]["accuracy"] == pytest.approx(m["majority_baseline"]["accuracy"]), (name, dim)
 
 
 def test_clearly_beats_the_majority_label(reports):
-    _, fresh = reports
-    for name, m in fresh["dimensions"].items():
+    for name, m in reports["fixed"]["dimensions"].items():
         assert m["accuracy"] >= m["majority_baseline"]["accuracy"] + 0.1, (name, m["accuracy"], m["majority_baseline"])
         assert m["spearman"] > 0.3, (name, m["spearman"])
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12: the shipped critic was trained on the fixed domain only; "
+                                       "`make critic` retrains it on the randomised one")
+def test_generalises_to_both_renderers(reports):
+    for name in ("random", "eval"):
+        for dim, m in reports[name]["dimensions"].items():
+            assert m["accuracy"] >= 0.85 and m["ece"] <= 0.1, (name, dim, m["accuracy"], m["ece"])
+            predicted = {lab for row in m["confusion"].values() for lab, count in row.items() if count}
+            assert len(predicted) > 1, (name, dim, predicted)
 
 
 def test_it_is_the_default_of_the_service_yaml_and_the_cli():
@@ -43,3 +84,18 @@ def test_it_is_the_default_of_the_service_yaml_and_the_cli():
     args = load_config(DEFAULT_CONFIG)["applications"][0]["args"]
     assert Path(AppSettings(**args).critic.model).resolve() == SHIPPED
     assert Path(build_parser().parse_args(["score", "x.mp4", "--prompt", "p"]).model).resolve() == SHIPPED
+
+
+@pytest.mark.parametrize("name", ["lift_critic_tiny_random.yaml", "lift_critic_tiny_random_continue.yaml"])
+def test_make_critic_trains_on_the_randomised_domain(name):
+    import re
+
+    from critic.train.sft_config import SFTConfig
+
+    root = SHIPPED.parents[1]
+    config = SFTConfig.from_yaml(root / "critic" / "train" / "configs" / name)
+    assert Path(config.train).resolve() == root / ".cache" / "synth" / "train.jsonl"
+    target = re.search(r"^critic:.*?(?=^\S)", (root / "Makefile").read_text(), re.M | re.S).group(0)
+    assert f"--config critic/train/configs/{name}" in target
+    assert re.search(r"synth \.cache/synth .*--name train\.jsonl.*--domain random", target)
+    assert "--renderer eval" in target and "--data eval=" in target  # held out, reported, never trained on

@@ -1,1 +1,2 @@
-"""Rated-video data: the ratings JSONL format, LiFT's conversation format, a synthetic set."""
+"""Rated-video data: the ratings JSONL format, LiFT's conversation format, synthetic sets (a fixed and a
+randomised domain) and an independent renderer whose sets are for evaluation only."""

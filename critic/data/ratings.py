@@ -37,6 +37,16 @@ class RatingsFormatError(CriticError):
     code = "invalid_ratings"
 
 
+class EvaluationOnlyDataError(CriticError):
+    """A training run was given rows that are only for evaluation (critic/data/eval_renderer.py)."""
+
+    code = "evaluation_only_data"
+
+
+# the annotator of rows drawn by the evaluation renderer; training refuses them
+EVAL_ONLY_ANNOTATOR = "synthetic-eval-renderer"
+
+
 class Rating(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field(min_length=1, description="One of the rubric's labels.")
@@ -103,6 +113,18 @@ def _read(path: str | os.PathLike, model: type[BaseModel]) -> list:
 
 def read_ratings(path: str | os.PathLike) -> list[RatedVideo]:
     return _read(path, RatedVideo)
+
+
+def read_training_ratings(path: str | os.PathLike) -> list[RatedVideo]:
+    """``read_ratings`` for a training run: refuses a set holding evaluation-only rows."""
+    rows = read_ratings(path)
+    held = [n for n, row in enumerate(rows, 1) if row.annotator == EVAL_ONLY_ANNOTATOR]
+    if held:
+        raise EvaluationOnlyDataError(
+            f"{path}: {len(held)} of {len(rows)} rows (first: row {held[0]}) come from the evaluation renderer "
+            f"(annotator {EVAL_ONLY_ANNOTATOR!r}); they measure generalisation and must not be trained on",
+            path=str(path), rows=len(held))
+    return rows
 
 
 def read_preferences(path: str | os.PathLike) -> list[PairwisePreference]:

@@ -1,10 +1,30 @@
 """A synthetic rated-video set: procedural clips whose defects are injected on purpose,
 so the labels and rationales follow from them (LiFT's three dimensions).
 
-- semantic consistency: the prompt's object colour, shape or count differs from the clip
-  (Bad), or only its background does (Normal);
-- fidelity: mild blur or noise (Normal); heavy noise or blocky artefacts (Bad);
-- motion: one jump forward (Normal); flicker, a freeze or reversed motion (Bad).
+What every label means (the one place it is written down; every renderer of the project,
+``render`` here, ``critic.data.randomised`` and ``critic.data.eval_renderer``, keeps to it):
+
+| dimension | defect | label | what the clip shows |
+|---|---|---|---|
+| semantic consistency | none | Good | the colour, shape, count and background the prompt asks for (its direction is motion's) |
+| | background | Normal | the objects match; only the background differs |
+| | colour / shape / count | Bad | the objects have another colour, another shape, or another number of them |
+| fidelity | none | Good | clean, sharp frames (a static background texture is not noise) |
+| | blur | Normal | slightly soft frames (e.g. Gaussian, box or motion blur of a few pixels) |
+| | mild_noise | Normal | some noise that changes frame to frame (e.g. Gaussian, a few salt-and-pepper pixels, compression ringing) |
+| | heavy_noise | Bad | heavy noise over every frame (e.g. strong Gaussian or salt-and-pepper) |
+| | blocky | Bad | the picture is made of coarse blocks (block artefacts of 4 or more pixels) |
+| motion | none | Good | smooth, continuous motion in the prompt's direction |
+| | jump | Normal | the objects skip forward once, then move on smoothly |
+| | flicker | Bad | the brightness (or colour) jumps between frames |
+| | freeze | Bad | the objects stop for a third of the clip or more |
+| | reversed | Bad | the objects move against the prompt's direction |
+
+The fixed domain (``render``, the default) draws one style: 64x64, 16 frames at 8 fps, the
+same sizes, lane and speed range, one implementation of each defect; the randomised domain
+(``--domain random``, ``critic.data.randomised``) varies all of that and adds objects,
+colours, counts, verbs and directions (``EXTRA_*``); the evaluation renderer
+(``--renderer eval``, ``critic.data.eval_renderer``) is drawn separately and only evaluates.
 
 Seeded and reproducible: ``generate(out_dir, n, seed)`` writes ``videos/*.mp4`` and
 ``ratings.jsonl`` in the ratings format (critic/data/ratings.py). With ``prompt_variants=k``
@@ -13,7 +33,7 @@ clip is unchanged, the prompt asks for something else, and the semantic label fo
 Such pairs only differ in how text and video agree, so a critic learns to compare the two
 instead of guessing from priors (fidelity and motion stay as they were).
 
-    lift-critic synth OUT_DIR --n 600 --seed 0 [--prompt-variants 1]
+    lift-critic synth OUT_DIR --n 600 --seed 0 [--prompt-variants 1] [--domain random | --renderer eval]
 """
 
 from __future__ import annotations
@@ -34,6 +54,30 @@ BACKGROUNDS = {"green grass": (40, 120, 50), "a grey road": (110, 110, 110), "bl
                "yellow sand": (200, 170, 100)}
 SHAPES = ("ball", "square")
 COUNTS = {1: "a", 2: "two"}
+# the randomised domain's additions to the vocabulary above (the fixed domain never draws them)
+EXTRA_COLOURS = {"pink": (240, 120, 180), "black": (25, 25, 25), "cyan": (40, 200, 210)}
+EXTRA_BACKGROUNDS = {"white snow": (225, 230, 235), "a brown field": (120, 85, 50)}
+EXTRA_SHAPES = ("triangle",)
+EXTRA_COUNTS = {3: "three"}
+VERBS = ("moves", "slides", "drifts", "glides")
+DIRECTIONS = {"left to right": "right to left", "right to left": "left to right",
+              "top to bottom": "bottom to top", "bottom to top": "top to bottom"}
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What prompts may name: colours and backgrounds (name -> RGB), shapes, counts, verbs, directions."""
+    colours: dict[str, tuple[int, int, int]]
+    backgrounds: dict[str, tuple[int, int, int]]
+    shapes: tuple[str, ...]
+    counts: tuple[int, ...]
+    verbs: tuple[str, ...] = ("moves",)
+    directions: tuple[str, ...] = ("left to right",)
+
+
+BASE = Vocabulary(COLOURS, BACKGROUNDS, SHAPES, tuple(COUNTS))
+WIDE = Vocabulary({**COLOURS, **EXTRA_COLOURS}, {**BACKGROUNDS, **EXTRA_BACKGROUNDS}, SHAPES + EXTRA_SHAPES,
+                  tuple(COUNTS) + tuple(EXTRA_COUNTS), VERBS, tuple(DIRECTIONS))
 
 SEMANTIC = {"none": "Good", "background": "Normal", "colour": "Bad", "shape": "Bad", "count": "Bad"}
 FIDELITY = {"none": "Good", "blur": "Normal", "mild_noise": "Normal", "heavy_noise": "Bad", "blocky": "Bad"}
@@ -49,42 +93,49 @@ class Scene:
     semantic: str = "none"
     fidelity: str = "none"
     motion: str = "none"
-    alt: str | None = None  # the colour or background the clip shows instead (semantic defects)
+    # what the clip shows instead (semantic defects): a colour, a background, a shape or a count
+    # (as text); None for a shape or count defect means the other of ball/square or of 1/2
+    alt: str | None = None
+    verb: str = "moves"
+    direction: str = "left to right"
 
     def prompt(self) -> str:
         """What the text asks for; a semantic defect makes the clip differ from it."""
         colour, shape, count, bg = self.colour, self.shape, self.count, self.background
         noun = shape + ("s" if count > 1 else "")
-        verb = "move" if count > 1 else "moves"
-        article = COUNTS[count] if count > 1 else ("an" if colour[0] in "aeiou" else "a")
-        return f"{article} {colour} {noun} {verb} from left to right over {bg}"
+        verb = self.verb.removesuffix("s") if count > 1 else self.verb
+        article = {**COUNTS, **EXTRA_COUNTS}[count] if count > 1 else ("an" if colour[0] in "aeiou" else "a")
+        return f"{article} {colour} {noun} {verb} from {self.direction} over {bg}"
 
     def shown(self) -> "Scene":
         """What the clip actually shows."""
-        d = dict(colour=self.colour, shape=self.shape, count=self.count, background=self.background)
+        d = dict(colour=self.colour, shape=self.shape, count=self.count, background=self.background,
+                 verb=self.verb, direction=self.direction)
         if self.semantic == "colour":
             d["colour"] = self.alt
         elif self.semantic == "shape":
-            d["shape"] = "square" if self.shape == "ball" else "ball"
+            d["shape"] = self.alt or ("square" if self.shape == "ball" else "ball")
         elif self.semantic == "count":
-            d["count"] = 3 - self.count
+            d["count"] = int(self.alt) if self.alt else 3 - self.count
         elif self.semantic == "background":
             d["background"] = self.alt
         return Scene(**d)
 
-    def variant(self, semantic: str, rng: np.random.Generator) -> "Scene":
-        """A scene that renders the same clip (same ``shown()``) under a prompt with defect ``semantic``."""
+    def variant(self, semantic: str, rng: np.random.Generator, vocab: "Vocabulary | None" = None) -> "Scene":
+        """A scene that renders the same clip (same ``shown()``) under a prompt with defect ``semantic``
+        (its other colour, shape, count or background drawn from ``vocab``, the fixed domain's by default)."""
+        vocab = vocab or BASE
         x = self.shown()
-        d = dict(colour=x.colour, shape=x.shape, count=x.count, background=x.background,
-                 fidelity=self.fidelity, motion=self.motion, semantic=semantic)
+        d = dict(colour=x.colour, shape=x.shape, count=x.count, background=x.background, verb=x.verb,
+                 direction=x.direction, fidelity=self.fidelity, motion=self.motion, semantic=semantic)
         if semantic == "colour":
-            d.update(colour=_other(list(COLOURS), x.colour, rng), alt=x.colour)
+            d.update(colour=_other(list(vocab.colours), x.colour, rng), alt=x.colour)
         elif semantic == "shape":
-            d.update(shape="square" if x.shape == "ball" else "ball")
+            d.update(shape=_other(list(vocab.shapes), x.shape, rng), alt=x.shape)
         elif semantic == "count":
-            d.update(count=3 - x.count)
+            d.update(count=int(_other([str(c) for c in vocab.counts], str(x.count), rng)), alt=str(x.count))
         elif semantic == "background":
-            d.update(background=_other(list(BACKGROUNDS), x.background, rng), alt=x.background)
+            d.update(background=_other(list(vocab.backgrounds), x.background, rng), alt=x.background)
         scene = Scene(**d)
         assert scene.shown() == x
         return scene
@@ -110,7 +161,7 @@ class Scene:
             "jump": "The object jumps forward once.",
             "flicker": "The video flickers between bright and dark frames.",
             "freeze": "The motion freezes partway through.",
-            "reversed": "The object moves from right to left, against the described motion.",
+            "reversed": f"The object moves from {DIRECTIONS[self.direction]}, against the described motion.",
         }[self.motion]
         return {
             "semantic_consistency": Rating(label=SEMANTIC[self.semantic], rationale=sem),
@@ -177,8 +228,9 @@ def _blur(frames: np.ndarray, k: int) -> np.ndarray:
 
 
 def _other(options: list[str], but: str | None, rng: np.random.Generator) -> str:
+    """One of ``options`` other than ``but``; a single remaining option takes no draw from ``rng``."""
     options = [o for o in options if o != but]
-    return options[rng.integers(len(options))]
+    return options[0] if len(options) == 1 else options[rng.integers(len(options))]
 
 
 def _pick(table: dict, rng: np.random.Generator) -> str:
@@ -207,22 +259,37 @@ def sample_scene(rng: np.random.Generator) -> Scene:
                  alt=alt)
 
 
+DOMAINS = ("fixed", "random")
+
+
 def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, num_frames: int = 16, size: int = 64,
-             name: str = "ratings.jsonl", prompt_variants: int = 0) -> Path:
+             name: str = "ratings.jsonl", prompt_variants: int = 0, domain: str = "fixed") -> Path:
     """Write ``n`` rated clips under ``out_dir`` (and ``prompt_variants`` extra prompts for each);
-    returns the JSONL path."""
+    returns the JSONL path. ``domain="random"`` draws them with ``critic.data.randomised`` (which
+    picks its own frame count and size; ``num_frames`` and ``size`` are the fixed domain's)."""
     if n < 1 or prompt_variants < 0:
         raise InvalidParameterError(f"synthetic set: n must be >= 1 and prompt_variants >= 0, got {n}, {prompt_variants}")
+    if domain not in DOMAINS:
+        raise InvalidParameterError(f"synthetic set: unknown domain {domain!r}; known: {', '.join(DOMAINS)}")
+    if domain == "random":
+        from critic.data import randomised
+
+        sample, vocab = randomised.sample_scene, WIDE
+        clip = randomised.clip
+    else:
+        sample, vocab = sample_scene, BASE
+
+        def clip(scene: Scene, seed: int) -> bytes:
+            return encode_video(render(scene, num_frames, size, seed=seed), fps=8)
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
-        scene = sample_scene(rng)
+        scene = sample(rng)
         rel = f"videos/{seed:03d}_{i:05d}.mp4"
-        frames = render(scene, num_frames, size, seed=int(rng.integers(2**31)))
-        (out / rel).write_bytes(encode_video(frames, fps=8))
-        variants = [scene] + [scene.variant(_variant_defect(scene, rng), rng) for _ in range(prompt_variants)]
+        (out / rel).write_bytes(clip(scene, int(rng.integers(2**31))))
+        variants = [scene] + [scene.variant(_variant_defect(scene, rng), rng, vocab) for _ in range(prompt_variants)]
         rows += [RatedVideo(video=rel, prompt=v.prompt(), ratings=v.ratings(), annotator="synthetic") for v in variants]
     path = out / name
     write_jsonl(path, rows)

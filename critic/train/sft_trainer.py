@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from critic.base import prepare_input
-from critic.data.ratings import RatedVideo, read_ratings, video_path
+from critic.data.ratings import RatedVideo, read_training_ratings, video_path
 from critic.prompting import format_answer, prompt_layout
 from critic.rubrics import get_rubric
 from critic.sampling import FrameSampling
@@ -55,6 +55,9 @@ class SFTTrainer:
         self.out = Path(config.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # read (and check) the data before loading a model: a refused set costs no download
+        self.train_rows = read_training_ratings(config.train)
+        self.val_rows = read_training_ratings(config.val) if config.val else []
         model, self.processor, self.base_path = load_base(config)
         self.tokenizer = self.processor.tokenizer
         self.rubric = get_rubric(config.rubric)
@@ -67,8 +70,6 @@ class SFTTrainer:
                               target_modules=config.lora_target_modules)
             model = get_peft_model(model, lora)
         self.model = model.to(self.device)
-        self.train_rows = read_ratings(config.train)
-        self.val_rows = read_ratings(config.val) if config.val else []
         self.train_convs = self._conversations(self.train_rows, config.train)
         self.truncated = self._count_truncated(self.train_convs)
         self.history: list[dict] = []
