@@ -43,7 +43,9 @@ The There no nothing everything consistent inconsistent correct incorrect too ma
 
 def _corpus() -> list[str]:
     lines = [" ".join(_WORDS)]
-    for rubric in RUBRICS.values():
+    # the words of the rubrics a VLM or the pixel metrics answer (the corpus, hence every tiny tokenizer
+    # and model, stays as it was when image-reward rubrics, texts for a dual encoder, were added)
+    for rubric in (r for r in RUBRICS.values() if r.critic != "image-reward"):
         for d in rubric.dimensions:
             lines.append(d.question)
         lines.append(" ".join(f"{lab.name}." for lab in rubric.labels))

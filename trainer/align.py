@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trainer.align", description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=",".join(RUNS), help=f"comma-separated, of {list(RUNS)}")
     ap.add_argument("--steps", type=int, default=None, help="override each config's steps")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config field for every run (value read as YAML), e.g. --set balance=none; repeatable")
     ap.add_argument("--out", default=".cache/align", help="runs and align.json go here")
     ap.add_argument("--models", default=".cache/models", help="tiny-cogvideox and tiny-clip (built if missing)")
     args = ap.parse_args(argv)
@@ -66,6 +68,9 @@ def main(argv=None) -> int:
         build_tiny_cogvideox(models / "tiny-cogvideox")
     if not (models / "tiny-clip" / "config.json").exists():
         build_tiny_clip(models / "tiny-clip")
+    import yaml
+
+    extra = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in args.set)}
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(names) - set(RUNS)
     if unknown:
@@ -82,7 +87,7 @@ def main(argv=None) -> int:
                 run_dir = out / name
                 shutil.rmtree(run_dir, ignore_errors=True)
                 flags = {"service_url": url, "output_dir": str(run_dir), "pipeline": str(models / "tiny-cogvideox"),
-                         **overrides, **({"steps": args.steps} if args.steps else {})}
+                         **overrides, **extra, **({"steps": args.steps} if args.steps else {})}
                 if kind == "image-reward":
                     flags["reward_model"] = str(models / "tiny-clip")
                 t0 = time.perf_counter()

@@ -4,16 +4,17 @@ One engine per critic (per Serve replica). Every request is the same token seque
 ``transformers`` backend builds (critic/prompting.py and ``VLMCritic``'s per-dimension plans):
 the frames go in as a multi-image prompt, so for each dimension of one video the engine sees
 ``prefix(frames + caption) + question + closing tokens + the labels' common lead``. The first
-dimension's label request runs alone; everything else (its rationale, the other dimensions)
-follows at once on its cached blocks, so the video is encoded once per rubric (automatic prefix caching; ``timings["cached_prompt_tokens"]`` shows
+dimension runs alone; the others follow at once on its cached blocks, so the video is encoded
+once per rubric (automatic prefix caching; ``timings["cached_prompt_tokens"]`` shows
 the reuse).
 
-Label probabilities: each dimension asks for one token with ``logprob_token_ids`` set to the
+Label probabilities: each dimension's request sets ``logprob_token_ids`` to the
 first distinguishing token of every label; vLLM returns exactly those tokens' log-probabilities
 (from the raw logits, i.e. ``log_softmax`` over the whole vocabulary), which are renormalised over
-the labels - the same restriction the transformers backend applies to its logits. The rationale
-is a second greedy request on the prompt extended with the chosen label and ``"."``
-(``max_tokens = rationale_tokens``), which reuses the first request's cached blocks.
+the labels - the same restriction the transformers backend applies to its logits. The same
+greedy request carries on into the answer: when it starts with the most probable label and
+``"."``, the rest is the rationale (``rationale_tokens`` at most); otherwise a second request
+forces ``"{Label}."`` first, as the transformers backend does (see ``_ask``).
 
 vLLM's engine is bound to the event loop it first runs on; this critic owns one loop in a
 daemon thread and submits every engine call there, so ``ascore`` (Serve's loop) and ``score``
@@ -212,41 +213,50 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         lora = self._adapters.get(item.adapter) if item.adapter else None
         if item.adapter and lora is None:
             raise UnknownAdapterError(f"adapter {item.adapter!r} is not loaded; available: {self.adapters()}")
-        ask = lambda plan, labelled=None: self._ask(prefix + plan.context_ids, images, plan, lora, labelled)  # noqa: E731
-        first = await self._label_probs(prefix + plans[0].context_ids, images, plans[0], lora)  # caches the prefix
-        answers = await asyncio.gather(ask(plans[0], first), *(ask(p) for p in plans[1:]))
+        ask = lambda plan: self._ask(prefix + plan.context_ids, images, plan, lora)  # noqa: E731
+        first = await ask(plans[0])  # computes (and caches) the video's prefix
+        answers = [first, *await asyncio.gather(*(ask(p) for p in plans[1:]))]
         dims = {p.dimension.name: dimension_result(item.rubric, probs, why) for p, (probs, why, _) in zip(plans, answers)}
         total = time.perf_counter() - t0
         timings = {"model_s": total, "cached_prompt_tokens": float(sum(c for _, _, c in answers)), "batch_size": 1.0}
         return self.make_result(item, dims, timings)
 
-    async def _label_probs(self, ids: list[int], images, plan, lora) -> tuple[np.ndarray, int]:
-        """The labels' probabilities (vLLM's log-probabilities of exactly the labels' first tokens,
-        renormalised over the labels) and the prompt tokens the engine found cached."""
+    async def _ask(self, ids: list[int], images, plan, lora) -> tuple[np.ndarray, str | None, int]:
+        """One dimension: (label probabilities, rationale, prompt tokens found cached).
+
+        One greedy request returns the labels' log-probabilities at the answer position and the
+        model's own answer. When that answer starts with the most probable label and its remaining
+        tokens and "." (as a trained critic's does), its continuation is the rationale the
+        transformers backend decodes; otherwise a second request forces ``"{Label}."`` as that
+        backend does. Either way the output is the same; the common case costs one request.
+        """
         from vllm import SamplingParams
 
+        rationale = self.rationale_tokens
+        lead = 1 + max(len(rest) for rest in plan.label_rest)
+        stop = sorted(self._stop_ids)
         out = await self._generate(ids, images, SamplingParams(
-            max_tokens=1, temperature=0.0, logprob_token_ids=list(plan.label_first)), lora)
+            max_tokens=lead + rationale if rationale > 0 else 1, temperature=0.0, stop_token_ids=stop,
+            logprob_token_ids=list(plan.label_first)), lora)
         got = out.outputs[0].logprobs[0]
         logp = np.array([got[t].logprob for t in plan.label_first], dtype=np.float64)
         probs = np.exp(logp - logp.max())
-        return probs / probs.sum(), out.num_cached_tokens or 0
-
-    async def _ask(self, ids: list[int], images, plan, lora, labelled=None) -> tuple[np.ndarray, str | None, int]:
-        """One dimension: label probabilities (unless already ``labelled``), then (if wanted) the greedy
-        rationale after ``"{Label}."``."""
-        from vllm import SamplingParams
-
-        probs, cached = labelled or await self._label_probs(ids, images, plan, lora)
-        if self.rationale_tokens <= 0:
+        probs /= probs.sum()
+        cached = out.num_cached_tokens or 0
+        if rationale <= 0:
             return probs, None, cached
         c = int(np.argmax(probs))
-        answer = ids + [plan.label_first[c]] + plan.label_rest[c]
-        out = await self._generate(answer, images, SamplingParams(
-            max_tokens=self.rationale_tokens, temperature=0.0, stop_token_ids=sorted(self._stop_ids),
-            skip_special_tokens=True), lora)
-        tokens = [t for t in out.outputs[0].token_ids if t not in self._stop_ids]
-        return probs, self.tokenizer.decode(tokens, skip_special_tokens=True).strip(), cached + (out.num_cached_tokens or 0)
+        answer = [plan.label_first[c]] + plan.label_rest[c]
+        tokens = list(out.outputs[0].token_ids)
+        if tokens[: len(answer)] == answer:
+            tokens = tokens[len(answer) : len(answer) + rationale]
+        else:
+            out = await self._generate(ids + answer, images, SamplingParams(
+                max_tokens=rationale, temperature=0.0, stop_token_ids=stop), lora)
+            tokens, cached = list(out.outputs[0].token_ids), cached + (out.num_cached_tokens or 0)
+        if any(t in self._stop_ids for t in tokens):
+            tokens = tokens[: min(i for i, t in enumerate(tokens) if t in self._stop_ids)]
+        return probs, self.tokenizer.decode(tokens, skip_special_tokens=True).strip(), cached
 
     async def _generate(self, ids, images, params, lora):
         from vllm.inputs import TokensPrompt
