@@ -88,10 +88,15 @@ def _critic(args):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     shorthands = {k: getattr(args, k) for k in ("rationale_tokens", "device") if getattr(args, k) is not None}
-    model = args.model
-    if model is None and args.backend in (None, "transformers"):
-        model = DEFAULT_CRITIC  # the shipped critic: the service's default too
-    return load_critic(model, backend=args.backend, options=_options(args), defaults=shorthands)
+    return load_critic(model_of(args), backend=args.backend, options=_options(args), defaults=shorthands)
+
+
+def model_of(args) -> str | None:
+    """The model the command loads: ``--model``, else the shipped critic (the service's default too)
+    for the transformers backend, else none (a backend without weights, or one that must be told)."""
+    if args.model is None and args.backend in (None, "transformers"):
+        return DEFAULT_CRITIC
+    return args.model
 
 
 def _inputs(args, critic, videos):

@@ -137,7 +137,7 @@ def test_service_engine_takes_the_rubrics_sampling_when_the_request_names_none(v
 
     def score(**kw):
         req = ScoreRequest(prompt="a red ball", video_path=str(clips["clean"]), **kw)
-        return asyncio.run(engine.score(req)).result
+        return asyncio.run(engine.score(req)).result.model_dump()
 
     r = score(rubric="lift")
     assert r["sampling"] == {"strategy": "linspace", "frames": 8} and r["frame_indices"] == [0, 2, 4, 6, 9, 11, 13, 16]

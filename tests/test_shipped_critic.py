@@ -77,13 +77,13 @@ def test_generalises_to_both_renderers(reports):
 
 
 def test_it_is_the_default_of_the_service_yaml_and_the_cli():
-    from critic.cli import build_parser
+    from critic.cli import build_parser, model_of
     from serving.launch import DEFAULT_CONFIG, load_config
     from serving.settings import AppSettings
 
     args = load_config(DEFAULT_CONFIG)["applications"][0]["args"]
     assert Path(AppSettings(**args).critic.model).resolve() == SHIPPED
-    assert Path(build_parser().parse_args(["score", "x.mp4", "--prompt", "p"]).model).resolve() == SHIPPED
+    assert Path(model_of(build_parser().parse_args(["score", "x.mp4", "--prompt", "p"]))).resolve() == SHIPPED
 
 
 @pytest.mark.parametrize("name", ["lift_critic_tiny_random.yaml", "lift_critic_tiny_random_continue.yaml"])
