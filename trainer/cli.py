@@ -65,8 +65,8 @@ def run(trainer, stop_after: int | None = None) -> dict:
         trainer.close()
 
 
-def parser(method: str | None) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="lift-train", description=__doc__.splitlines()[0])
+def parser(method: str | None, add_help: bool = True) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lift-train", description=__doc__.splitlines()[0], add_help=add_help)
     ap.add_argument("--config", help="trainer YAML (its keys are the flags below)")
     ap.add_argument("--method", choices=sorted(METHODS), help="alignment method (default: the YAML's, else rwr)")
     ap.add_argument("--service", dest="service_url", default=argparse.SUPPRESS, help="alias of --service-url")
@@ -81,7 +81,7 @@ def parser(method: str | None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        pre, _ = parser(None).parse_known_args(argv)
+        pre, _ = parser(None, add_help=False).parse_known_args(argv)  # --help waits for the method's flags
         if pre.build_tiny:
             from trainer.generator import build_tiny_cogvideox
 
