@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,13 @@ import pytest
 
 from clients import AsyncCriticClient, CriticClient
 from clients.http import score_body
+from conftest import free_port as _free_port  # one loopback helper for every service test
 
 pytestmark = pytest.mark.timeout(900)
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a red ball rolls across the grass"
 BATCH = 12  # above the critic's own former split at 8
 WAIT_S = 3.0  # batch wait: a lone request waits this long, so a client can give up on it
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

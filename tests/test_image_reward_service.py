@@ -4,7 +4,6 @@ the in-process critic, per-frame scores and the chosen aggregation included."""
 from __future__ import annotations
 
 import json
-import socket
 
 import grpc
 import httpx
@@ -12,15 +11,10 @@ import pytest
 import torch
 
 from critic.backends.image_reward import aggregate
+from conftest import free_port as _free_port  # one loopback helper for every service test
 
 pytestmark = pytest.mark.timeout(900)
 PROMPT = "a red ball rolls across the grass"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

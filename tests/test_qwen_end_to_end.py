@@ -5,11 +5,11 @@ giving the same answer."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
 import pytest
+from conftest import free_port as _free_port  # one loopback helper for every service test
 
 pytestmark = pytest.mark.timeout(900)
 PROMPT = "a red ball rolls across the grass"
@@ -18,12 +18,6 @@ PROMPT = "a red ball rolls across the grass"
 def _cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "critic.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_qwen_through_the_cli_and_the_service(tmp_path, clips):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import time
 
 import httpx
@@ -13,16 +12,11 @@ import pytest
 
 from clients import AsyncCriticClient, CriticClient, CriticRequestError, CriticUnavailableError, RetryPolicy
 from clients.grpc import GrpcCriticClient
+from conftest import free_port as _free_port  # one loopback helper for every service test
 
 pytestmark = pytest.mark.timeout(900)
 PROMPT = "a red ball rolls across the grass"
 SHED_503 = 'lift_requests_total{route="/score",status="503"'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from critic.backends import load_critic
 from critic.base import prepare_input
 from critic.errors import CriticError
 from critic.sampling import FrameSampling
+from conftest import free_port as _free_port  # one loopback helper for every service test
 
 # no importorskip: in the vllm lane a missing vLLM must fail, not skip
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1200)]
@@ -29,12 +29,6 @@ MODEL = Path(__file__).resolve().parents[1] / "models" / "lift-critic-tiny"
 PROMPT = "a red ball rolls across the grass"
 TOL = 1e-4
 RATIONALE = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
