@@ -23,7 +23,9 @@ def test_result_shape_and_probabilities(vlm_critic, clips):
         assert d.label == max(d.probabilities, key=d.probabilities.get)
         assert d.score == pytest.approx(sum(p * values[k] for k, p in d.probabilities.items()))
         assert isinstance(d.rationale, str)
-    assert r.reward == pytest.approx(np.mean([values[d.label] for d in r.dimensions.values()]))
+    # lift publishes LiFT's reward: the mean of the label values, rounded to 2 decimals
+    assert rubric.reward_round == 2
+    assert r.reward == round(float(np.mean([values[d.label] for d in r.dimensions.values()])), 2)
     assert r.soft_reward == pytest.approx(np.mean([d.score for d in r.dimensions.values()]))
     assert r.model == "tiny-idefics3" and len(r.model_version) == 12
     assert r.rubric == "lift" and r.sampling == {"strategy": "uniform", "frames": 8}
