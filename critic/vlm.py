@@ -86,11 +86,9 @@ class VLMCritic(Critic):
         except (OSError, ValueError, KeyError) as e:
             raise ModelLoadError(f"cannot load a VLM critic from {path!r}: {e}") from None
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        saved = Path(path) / CRITIC_CONFIG
-        trained = json.loads(saved.read_text()) if saved.is_file() else {}  # how the checkpoint was trained to be asked
-        if default_sampling is None and "default_sampling" in trained:
-            default_sampling = FrameSampling(**trained["default_sampling"])
-        default_rubric = default_rubric or trained.get("rubric", "lift")
+        trained_rubric, trained_sampling = trained_defaults(path)
+        default_sampling = default_sampling or trained_sampling
+        default_rubric = default_rubric or trained_rubric
         self._setup(loaded.to(device), processor, Path(path).name if os.path.isdir(path) else path,
                     checkpoint_version(path), default_rubric, default_sampling, rationale_tokens, max_batch_size)
 
@@ -339,3 +337,12 @@ def _input_side(processor) -> int | None:
     if isinstance(getattr(ip, "size", None), dict):
         side = ip.size.get("longest_edge")
     return int(side) if side and getattr(ip, "do_resize", False) else None
+
+
+def trained_defaults(path: str | os.PathLike) -> tuple[str, FrameSampling | None]:
+    """The rubric and frame sampling a checkpoint was trained to be asked with (its critic_config.json,
+    written by critic SFT): ``("lift", None)`` for a checkpoint without one."""
+    saved = Path(path) / CRITIC_CONFIG
+    trained = json.loads(saved.read_text()) if saved.is_file() else {}
+    sampling = FrameSampling(**trained["default_sampling"]) if "default_sampling" in trained else None
+    return trained.get("rubric", "lift"), sampling

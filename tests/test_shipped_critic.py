@@ -99,3 +99,15 @@ def test_make_critic_trains_on_the_randomised_domain(name):
     assert f"--config critic/train/configs/{name}" in target
     assert re.search(r"synth \.cache/synth .*--name train\.jsonl.*--domain random", target)
     assert "--renderer eval" in target and "--data eval=" in target  # held out, reported, never trained on
+
+
+def test_the_registry_asks_the_shipped_critic_what_it_was_trained_with():
+    """Through load_critic (the CLI's and the service's path), not only VLMCritic: the backend's
+    options must not override the checkpoint's critic_config.json."""
+    from critic.loading import load_critic
+
+    trained = json.loads((SHIPPED / "critic_config.json").read_text())
+    critic = load_critic(str(SHIPPED), rationale_tokens=0)
+    assert critic.default_rubric == trained["rubric"] == "lift-paraphrase"
+    assert critic.default_sampling.describe() == trained["default_sampling"]
+    assert load_critic(str(SHIPPED), default_rubric="lift").default_rubric == "lift"  # an explicit choice wins

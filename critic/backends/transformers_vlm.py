@@ -13,7 +13,8 @@ class Options(BaseModel):
     dtype: str | None = Field(None, description="torch dtype name, e.g. 'bfloat16'; default: the checkpoint's.")
     rationale_tokens: int = Field(32, ge=0, le=512, description="Bound on rationale length; 0 switches it off.")
     max_batch_size: int = Field(8, ge=1, le=256, description="Largest batch of videos in one forward pass.")
-    default_rubric: str = Field("lift", description="Rubric used when a request names none.")
+    default_rubric: str | None = Field(None, description="Rubric used when a request names none; default: the one "
+                                       "the checkpoint was trained with (its critic_config.json), else 'lift'.")
 
 
 def load(model: str | None, options: Options) -> VLMCritic:

@@ -41,7 +41,7 @@ from critic.base import dimension_result
 from critic.errors import CriticError, InvalidParameterError, ModelLoadError, UnknownAdapterError
 from critic.sampling import FrameSampling
 from critic.types import CriticResult, ScoreInput
-from critic.vlm import CRITIC_CONFIG, VLMCritic, checkpoint_version
+from critic.vlm import VLMCritic, checkpoint_version, trained_defaults
 
 
 class Options(BaseModel):
@@ -51,7 +51,8 @@ class Options(BaseModel):
     dtype: str | None = Field(None, description="Weights' dtype; default: the checkpoint's (vLLM's own 'auto' would "
                               "turn float32 checkpoints into float16).")
     rationale_tokens: int = Field(32, ge=0, le=512, description="Bound on rationale length; 0 switches it off.")
-    default_rubric: str = Field("lift", description="Rubric used when a request names none.")
+    default_rubric: str | None = Field(None, description="Rubric used when a request names none; default: the one "
+                                       "the checkpoint was trained with (its critic_config.json), else 'lift'.")
     max_num_seqs: int = Field(64, ge=1, le=4096, description="Sequences the engine runs at once (continuous batch).")
     max_model_len: int | None = Field(None, ge=64, description="Context bound; default: the model's.")
     max_frames: int = Field(32, ge=1, le=256, description="Largest number of frames (images) in one prompt.")
@@ -90,12 +91,11 @@ class VLLMCritic(AsyncCritic, VLMCritic):
             generation = GenerationConfig.from_pretrained(path)
         except OSError:  # a checkpoint without generation_config.json
             generation = GenerationConfig()
-        saved = Path(path) / CRITIC_CONFIG
-        sampling = FrameSampling(**json.loads(saved.read_text())["default_sampling"]) if saved.is_file() else None
+        rubric, sampling = trained_defaults(path)
         # what VLMCritic's planning helpers read of a model: its generation config (stop tokens)
         self.model = SimpleNamespace(generation_config=generation)
         self._setup_planning(processor, Path(path).name if os.path.isdir(path) else path,
-                             checkpoint_version(path), o.default_rubric, sampling, o.rationale_tokens)
+                             checkpoint_version(path), o.default_rubric or rubric, sampling, o.rationale_tokens)
         self.model_path = path
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop", daemon=True)
