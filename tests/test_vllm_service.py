@@ -75,7 +75,8 @@ def service(clips, lora):
 
 def _expected(reference, clip, **kw):
     sampling = FrameSampling(**kw["sampling"]) if "sampling" in kw else reference.default_sampling
-    item = prepare_input(Path(clip).read_bytes(), PROMPT, kw.get("rubric", "lift"), sampling, adapter=kw.get("adapter"))
+    item = prepare_input(Path(clip).read_bytes(), PROMPT, kw.get("rubric", reference.default_rubric), sampling,
+                         adapter=kw.get("adapter"))
     return reference.score([item])[0]
 
 
@@ -165,8 +166,8 @@ def test_backend_errors_match_the_transformers_backend(service, clips, reference
     """What the transformers critic raises in process, the vllm service answers with the same code."""
     try:
         sampling = FrameSampling(**kwargs["sampling"]) if "sampling" in kwargs else reference.default_sampling
-        item = prepare_input(clips["clean"].read_bytes(), PROMPT, kwargs.get("rubric", "lift"), sampling,
-                             adapter=kwargs.get("adapter"))
+        rubric = kwargs.get("rubric", reference.default_rubric)
+        item = prepare_input(clips["clean"].read_bytes(), PROMPT, rubric, sampling, adapter=kwargs.get("adapter"))
         reference.score([item])
         want = None
     except CriticError as e:
