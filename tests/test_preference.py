@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.preference import balanced_draw, dpo_loss, draw_noise, kto_loss, prediction_errors
+from trainer.diffusion import draw_noise
+from trainer.preference import balanced_draw, dpo_loss, kto_loss, prediction_errors
 
 DIMS = [1, 2, 3, 4]  # (B, F, C, H, W) latents: the originals' images have [1, 2, 3]
 
@@ -91,15 +92,19 @@ def test_dpo_loss_matches_the_original_formula(beta):
 
 
 def test_paired_draws_share_timestep_and_noise_like_the_original():
+    from diffusers import CogVideoXDDIMScheduler
+
+    sched = CogVideoXDDIMScheduler(num_train_timesteps=1000)
     x0 = torch.zeros(6, 3, 4, 5, 6)
-    t, noise = draw_noise(1000, x0, torch.Generator().manual_seed(1), paired=True)
+    d = draw_noise(sched, x0, torch.Generator().manual_seed(1), paired=True)
+    t, noise = d.t, d.noise
     # the original: timesteps.chunk(2)[0].repeat(2), noise.chunk(2)[0].repeat(2, 1, 1, 1) (train.py L1053-1055)
     assert torch.equal(t, t.chunk(2)[0].repeat(2)) and torch.equal(noise, noise.chunk(2)[0].repeat(2, 1, 1, 1, 1))
     assert noise.shape == x0.shape and len(set(t[:3].tolist())) > 1
-    t, noise = draw_noise(1000, x0, torch.Generator().manual_seed(1))
+    noise = draw_noise(sched, x0, torch.Generator().manual_seed(1)).noise
     assert not torch.equal(noise[:3], noise[3:])
     with pytest.raises(ValueError):
-        draw_noise(1000, x0[:5], torch.Generator(), paired=True)
+        draw_noise(sched, x0[:5], torch.Generator(), paired=True)
 
 
 @pytest.fixture(scope="module")

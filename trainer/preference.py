@@ -19,45 +19,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainer.rwr_trainer import embed
-
-
-def draw_noise(num_train_timesteps: int, x0: torch.Tensor, generator: torch.Generator, paired: bool = False):
-    """Timesteps (B,) and noise like ``x0`` for a batch. ``paired``: the batch is ``[winners..., losers...]``
-    and row i of each half gets the same t and noise (Diffusion-DPO's chunk-and-repeat)."""
-    b = x0.shape[0]
-    if paired and b % 2:
-        raise ValueError(f"a paired batch needs an even number of rows, got {b}")
-    n = b // 2 if paired else b
-    t = torch.randint(0, num_train_timesteps, (n,), generator=generator).to(x0.device)
-    noise = torch.randn((n, *x0.shape[1:]), generator=generator).to(x0.device, x0.dtype)
-    if paired:
-        t, noise = t.repeat(2), noise.repeat(2, *([1] * (x0.dim() - 1)))
-    return t, noise
+from trainer.diffusion import draw_noise, embed, predict_velocity, rotary
 
 
 def prediction_errors(pipe, x0: torch.Tensor, prompts: list[str], generator: torch.Generator, paired: bool = False):
     """Per-sample MSE of the predicted velocity for the policy and for the reference (no gradient),
-    at one t and noise per row, or per (winner, loser) pair when ``paired`` (see ``draw_noise``)."""
+    at one t and noise per row, or per (winner, loser) pair when ``paired`` (see ``trainer.diffusion.draw_noise``)."""
     sched = pipe.scheduler
-    t, noise = draw_noise(sched.config.num_train_timesteps, x0, generator, paired)
-    xt = sched.add_noise(x0, noise, t)
-    target = sched.get_velocity(x0, noise, t)
-    emb = embed(pipe, prompts)
-    rope = None
-    if pipe.transformer.config.use_rotary_positional_embeddings:
-        s = pipe.vae_scale_factor_spatial
-        rope = pipe._prepare_rotary_positional_embeddings(x0.shape[-2] * s, x0.shape[-1] * s, x0.shape[1], x0.device)
+    d = draw_noise(sched, x0, generator, paired=paired)
+    target = sched.get_velocity(x0, d.noise, d.t).float()
+    emb, rope = embed(pipe, prompts), rotary(pipe, x0)
 
-    def err(v):
-        return ((v.float() - target.float()) ** 2).mean(dim=tuple(range(1, v.dim())))
+    def err():
+        v = predict_velocity(pipe, d.xt, emb, d.t, rope).float()
+        return ((v - target) ** 2).mean(dim=tuple(range(1, v.dim())))
 
-    kw = dict(hidden_states=xt, encoder_hidden_states=emb, timestep=t, image_rotary_emb=rope, return_dict=False)
-    policy = err(pipe.transformer(**kw)[0])
+    policy = err()
     pipe.transformer.disable_adapters()
     try:
         with torch.no_grad():
-            reference = err(pipe.transformer(**kw)[0])
+            reference = err()
     finally:
         pipe.transformer.enable_adapters()
     return policy, reference

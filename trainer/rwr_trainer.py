@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from clients.media import read_frames
-from trainer.diffusion import embed  # noqa: F401  (trainer.preference imports it from here)
 from trainer.diffusion import encode_frames, weighted_denoising_loss
 from trainer.loop import AlignmentLoop, Sample
 from trainer.normalize import NORMALIZERS
