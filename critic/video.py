@@ -110,20 +110,22 @@ def decode_sampled(source: bytes | str | os.PathLike, select: Selector, limits: 
     limits = limits or VideoLimits()
     name = _check_source(source, limits)
     deadline = time.monotonic() + limits.max_decode_s
-    hint = None
-    with _open(source, name) as (container, stream):
-        if _frame_count_hint(stream) is None:  # no count in the header: demux once (cheap) to count packets
-            hint = _count_packets(container, stream, limits, name)
-    with _open(source, name) as (container, stream):
-        fps = _stream_fps(stream)
-        _check_metadata(stream, fps, limits)
-        width, height = stream.codec_context.width, stream.codec_context.height
-        hint = hint or _frame_count_hint(stream, fps)
-        wanted = _indices(select, hint, fps)
-        size = _out_size(width, height, max_side)
-        _check_budget(len(wanted), size, limits)
-        kept, count, size = _decode_pass(container, stream, set(wanted), max_side, limits, deadline, name)
-        codec = stream.codec_context.name
+    counted = None  # frames counted by demuxing, when the header has neither a count nor a duration
+    while True:  # one open in the common case; two when the frames must be counted first
+        with _open(source, name) as (container, stream):
+            fps = _stream_fps(stream)
+            _check_metadata(stream, fps, limits)
+            hint = counted or _frame_count_hint(stream, fps)
+            if hint is None:
+                counted = _count_packets(container, stream, limits, name)  # demux only: cheap
+                continue
+            width, height = stream.codec_context.width, stream.codec_context.height
+            wanted = _indices(select, hint, fps)
+            size = _out_size(width, height, max_side)
+            _check_budget(len(wanted), size, limits)
+            kept, count, size = _decode_pass(container, stream, set(wanted), max_side, limits, deadline, name)
+            codec = stream.codec_context.name
+        break
     if count == 0:
         raise EmptyVideoError(f"{name} decoded to zero frames")
     if count == 1 and codec in _IMAGE_CODECS:
@@ -255,12 +257,12 @@ def _check_budget(n: int, size: tuple[int, int] | None, limits: VideoLimits) -> 
             f"{limits.max_sampled_pixels} (sample fewer frames)", limit="max_sampled_pixels", value=pixels)
 
 
-def _frame_count_hint(stream, fps: float = 0.0) -> int | None:
-    """The header's frame count, else one derived from its duration (when ``fps`` is known), else None."""
+def _frame_count_hint(stream, fps: float) -> int | None:
+    """The header's frame count, else one derived from its duration, else None."""
     if stream.frames:
         return int(stream.frames)
     if stream.duration and stream.time_base:
-        return max(1, round(float(stream.duration * stream.time_base) * fps)) if fps else 1
+        return max(1, round(float(stream.duration * stream.time_base) * fps))
     return None
 
 
