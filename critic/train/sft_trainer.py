@@ -33,6 +33,11 @@ class Conversation:
     frames: np.ndarray
     prompt_text: str  # everything up to the answer
     answer: str  # answer lead + "{Label}. {rationale}" + end of turn
+    # the processor's output, computed once (``SFTTrainer.encode``): the prompt with its image tokens expanded,
+    # the answer's tokens, and the video's pixels (one tensor shared by every conversation about one video)
+    prompt_ids: list[int] | None = None
+    answer_ids: list[int] | None = None
+    pixels: dict[str, torch.Tensor] | None = None
 
 
 def load_base(config: SFTConfig):
@@ -79,17 +84,58 @@ class SFTTrainer:
         return eou if eou in self.tokenizer.get_vocab() else (self.tokenizer.eos_token or "")
 
     def _conversations(self, rows: list[RatedVideo], jsonl: str) -> list[Conversation]:
+        """One conversation per (row, dimension), encoded once: a video's frames are decoded and its pixels
+        processed once however many prompts and questions ask about it."""
         sampling = FrameSampling.uniform(self.config.frames)
-        convs = []
+        convs, pixels = [], {}
         for row in rows:
-            item = prepare_input(video_path(row.video, jsonl), row.prompt, self.rubric, sampling)
+            path = video_path(row.video, jsonl)
+            item = prepare_input(path, row.prompt, self.rubric, sampling)
+            if path not in pixels:
+                enc = self.processor.image_processor(images=[[Image.fromarray(f) for f in item.frames]],
+                                                     return_tensors="pt")
+                pixels[path] = {k: enc[k][0] for k in ("pixel_values", "pixel_attention_mask") if k in enc}
             for d in self.rubric.dimensions:
                 r = row.ratings[d.name]
                 # the answer lead (" " after "Assistant:") is tokenised with the answer, as the critic does
                 text = self.layout.prefix_for(item.prompt) + self.layout.suffix_for(d.question)
                 answer = self.layout.answer_lead + format_answer(r.label, r.rationale) + self.end_of_turn
-                convs.append(Conversation(item.frames, text, answer))
+                convs.append(Conversation(item.frames, text, answer, pixels=pixels[path]))
+        self._encode_text(convs)
         return convs
+
+    def _encode_text(self, convs: list[Conversation]) -> None:
+        """Each conversation's prompt ids as the processor writes them, and its answer ids (cut to
+        ``max_answer_tokens``). The processor expands the image tokens, which costs an image pass per call;
+        the expansion depends only on the frames' shape, so it is taken once per shape and the text after the
+        last image token is tokenised alone (special tokens split the tokenisation). A sample is checked
+        against the processor itself; a processor for which that does not hold is called for every prompt."""
+        image_token = getattr(self.processor, "image_token", None)
+        heads: dict[tuple, list[int]] = {}
+
+        def full(c: Conversation) -> list[int]:
+            return self.processor(text=[c.prompt_text], images=[[Image.fromarray(f) for f in c.frames]],
+                                  return_tensors="pt")["input_ids"][0].tolist()
+
+        def fast(c: Conversation) -> list[int] | None:
+            if not image_token or image_token not in c.prompt_text:
+                return None
+            tail = self.tokenizer(c.prompt_text.rsplit(image_token, 1)[1], add_special_tokens=False)["input_ids"]
+            key = c.frames.shape
+            if key not in heads:
+                ids = full(c)
+                if not tail or ids[-len(tail):] != tail:
+                    return None
+                heads[key] = ids[: -len(tail)]
+            return heads[key] + tail
+
+        sample = convs[:: max(1, len(convs) // 32)]
+        exact = all(fast(c) == full(c) for c in sample)
+        for c in convs:
+            c.prompt_ids = (fast(c) if exact else None) or full(c)
+        answers = self.tokenizer([c.answer for c in convs], add_special_tokens=False)["input_ids"]
+        for c, ids in zip(convs, answers):
+            c.answer_ids = ids[: self.config.max_answer_tokens]
 
     def _count_truncated(self, convs: list[Conversation]) -> int:
         """How many answers ``max_answer_tokens`` cuts; warns, as a critic never learns to end those."""
@@ -102,14 +148,10 @@ class SFTTrainer:
         return cut
 
     def collate(self, batch: list[Conversation]) -> dict[str, torch.Tensor]:
-        """Prompt through the processor (images expand there), answer tokens appended; loss on answers only."""
-        enc = self.processor(text=[c.prompt_text for c in batch],
-                             images=[[Image.fromarray(f) for f in c.frames] for c in batch],
-                             return_tensors="pt", padding=True)
+        """The encoded prompts with their answers appended (loss on answers only) and the videos' pixels."""
         ids, labels, weights = [], [], []
-        for k, c in enumerate(batch):
-            prompt = enc["input_ids"][k][enc["attention_mask"][k].bool()].tolist()
-            answer = self.tokenizer(c.answer, add_special_tokens=False)["input_ids"][: self.config.max_answer_tokens]
+        for c in batch:
+            prompt, answer = c.prompt_ids, c.answer_ids
             ids.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
             w = [self.config.label_weight] * 2 + [1.0] * (len(answer) - 2)
@@ -122,9 +164,8 @@ class SFTTrainer:
             "loss_weights": torch.tensor([w + [0.0] * (width - len(w)) for w in weights]),
             "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
         }
-        for key in ("pixel_values", "pixel_attention_mask"):
-            if key in enc:
-                out[key] = enc[key]
+        for key in batch[0].pixels:
+            out[key] = _stack_padded([c.pixels[key] for c in batch])
         return {k: v.to(self.device) for k, v in out.items()}
 
     def loss(self, batch: list[Conversation]) -> torch.Tensor:
@@ -159,7 +200,7 @@ class SFTTrainer:
         prompts = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in self.train_rows]
         targets = torch.tensor([[labels.index(r.ratings[d.name].label) for d in dims] for r in self.train_rows])
         hidden = self.model.get_input_embeddings().embedding_dim
-        probe = PooledProbe(hidden, len(self.tokenizer), len(dims), len(labels)).to(self.device)
+        probe = PooledProbe(hidden, len(self.tokenizer), len(dims), len(labels), cfg.frames).to(self.device)
         params = vision_parameters(self.model) + list(probe.parameters())
         opt, sched = self._optimizer(params, cfg.vision_warmup_lr, cfg.vision_warmup_steps)
         per_step = max(1, cfg.batch_size // len(dims))  # the videos one SFT step sees
@@ -169,10 +210,8 @@ class SFTTrainer:
             if len(order) < per_step:
                 order = order + rng.sample(range(len(videos)), len(videos))
             idx, order = order[:per_step], order[per_step:]
-            enc = self.processor.image_processor(
-                images=[[Image.fromarray(f) for f in videos[i].frames] for i in idx], return_tensors="pt")
-            feats = image_tokens(self.model, enc["pixel_values"].to(self.device),
-                                 enc["pixel_attention_mask"].to(self.device) if "pixel_attention_mask" in enc else None)
+            enc = {k: _stack_padded([videos[i].pixels[k] for i in idx]).to(self.device) for k in videos[idx[0]].pixels}
+            feats = image_tokens(self.model, enc["pixel_values"], enc.get("pixel_attention_mask"))
             logits = probe(feats, [prompts[i] for i in idx])
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets[idx].flatten().to(self.device))
             opt.zero_grad(set_to_none=True)
@@ -256,3 +295,13 @@ class SFTTrainer:
         (path / "critic_config.json").write_text(json.dumps({"default_sampling": sampling, "rubric": self.rubric.name}))
         (path / "sft_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
         return path
+
+
+def _stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Stack per-video pixel tensors, zero-padding the trailing (image count, height, width) dimensions to the
+    largest (a processor that keeps each video's size; the zero padding is masked by pixel_attention_mask)."""
+    shape = [max(s) for s in zip(*(t.shape for t in tensors))]
+    out = tensors[0].new_zeros((len(tensors), *shape))
+    for k, t in enumerate(tensors):
+        out[(k, *(slice(0, n) for n in t.shape))] = t
+    return out
