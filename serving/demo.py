@@ -13,7 +13,7 @@ from pathlib import Path
 
 from clients import CriticClient
 from critic.data.synthetic import Scene, render
-from critic.video import encode_video
+from contract.video import encode_video
 from serving import launch
 from serving.settings import AppSettings
 

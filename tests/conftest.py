@@ -29,7 +29,7 @@ def vlm_critic(tiny_vlm_path):
 def clips(tmp_path_factory):
     """Real mp4 files on disk: a clean clip and one per defect."""
     from critic.samples import DEFECTS, make_clip
-    from critic.video import encode_video
+    from contract.video import encode_video
 
     root = tmp_path_factory.mktemp("clips")
     out = {}

@@ -6,10 +6,11 @@ import importlib
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from critic import FrameSampling, prepare_input
+from contract.sampling import FrameSampling
+from critic import prepare_input
 from critic.backends import BACKENDS, load_critic, resolve_backend, rubric_kinds
 from critic.backends.engine import AsyncCritic
-from critic.errors import InvalidParameterError, InvalidRubricError
+from contract.errors import InvalidParameterError, InvalidRubricError
 from critic.modelfree import ModelFreeCritic
 from critic.rubrics import parse_rubric
 

@@ -10,8 +10,8 @@ import pytest
 
 from critic.prompting import prompt_layout
 from critic.rubrics import get_rubric, parse_rubric
-from critic.errors import InvalidRubricError
-from critic.sampling import FrameSampling
+from contract.errors import InvalidRubricError
+from contract.sampling import FrameSampling
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "lift-critic-tiny"
 
@@ -130,7 +130,7 @@ def test_service_engine_takes_the_rubrics_sampling_when_the_request_names_none(v
     import asyncio
 
     from serving.engine import Engine
-    from serving.protocol import Sampling, ScoreRequest
+    from contract.protocol import Sampling, ScoreRequest
     from serving.settings import IngressSettings
 
     engine = Engine(_InProcess(vlm_critic), IngressSettings(allowed_dirs=[str(clips["clean"].parent)]))

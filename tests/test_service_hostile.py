@@ -17,8 +17,8 @@ import pytest
 
 from clients import CriticClient, CriticRequestError, CriticUnavailableError, RetryPolicy
 from clients.grpc import GrpcCriticClient
-from clients import critic_pb2 as pb
-from clients import critic_pb2_grpc
+from contract import critic_pb2 as pb
+from contract import critic_pb2_grpc
 from test_service import PROMPT, _free_port  # one loopback helper for the service tests
 
 pytestmark = pytest.mark.timeout(900)

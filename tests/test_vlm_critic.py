@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from critic import FrameSampling, get_rubric, prepare_input
-from critic.errors import InvalidParameterError, InvalidRubricError, ModelLoadError
+from contract.sampling import FrameSampling
+from critic import get_rubric, prepare_input
+from contract.errors import InvalidParameterError, InvalidRubricError, ModelLoadError
 from critic.vlm import VLMCritic
 
 PROMPT = "a red ball rolls across the grass"

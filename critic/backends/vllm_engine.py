@@ -38,9 +38,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from critic.backends.engine import AsyncCritic
 from critic.base import dimension_result
-from critic.errors import CriticError, InvalidParameterError, ModelLoadError, UnknownAdapterError
-from critic.sampling import FrameSampling
-from critic.types import CriticResult, ScoreInput
+from contract.errors import CriticError, InvalidParameterError, ModelLoadError, UnknownAdapterError
+from contract.sampling import FrameSampling
+from contract.protocol import CriticResult
+from critic.types import ScoreInput
 from critic.vlm import VLMCritic, checkpoint_version, trained_defaults
 
 
@@ -198,8 +199,7 @@ class VLLMCritic(AsyncCritic, VLMCritic):
     async def _score_all(self, inputs: list[ScoreInput]) -> list[CriticResult]:
         return list(await asyncio.gather(*(self._score_one(item) for item in inputs)))
 
-    def validate(self, item: ScoreInput) -> None:
-        super().validate(item)
+    def check_input(self, item: ScoreInput) -> None:
         if len(item.frames) > self.options.max_frames:
             raise InvalidParameterError(f"{len(item.frames)} frames; the vllm backend takes at most "
                                         f"{self.options.max_frames} (backend option max_frames)")

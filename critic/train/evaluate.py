@@ -7,7 +7,7 @@ from __future__ import annotations
 from critic.base import Critic, prepare_input
 from critic.data.ratings import RatedVideo, read_ratings, video_path
 from critic.rubrics import get_rubric
-from critic.sampling import FrameSampling
+from contract.sampling import FrameSampling
 from critic.train import metrics
 
 
