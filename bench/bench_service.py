@@ -24,9 +24,9 @@ from PIL import Image
 
 from clients import AsyncCriticClient, CriticClient
 from contract.sampling import FrameSampling
+from contract.video import encode_video
 from critic import get_rubric, prepare_input
 from critic.samples import make_clip
-from contract.video import encode_video
 from critic.vlm import VLMCritic
 from serving import launch
 

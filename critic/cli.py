@@ -9,8 +9,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import get_args
 
 from contract.errors import CriticError
+from contract.protocol import AGGREGATES
+from contract.sampling import SegmentRule
 from critic.loading import DEFAULT_CRITIC
 
 EXIT_BAD_INPUT = 2
@@ -41,9 +44,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--segments", type=int, help="segmental sparse sampling: one frame in each of K segments")
     g.add_argument("--all-frames", action="store_true", help="use every decoded frame")
     p.add_argument("--seed", type=int, default=0, help="seed for segmental sampling")
-    p.add_argument("--segment-rule", default="cover", choices=["cover", "tsn"],
+    p.add_argument("--segment-rule", default="cover", choices=get_args(SegmentRule),
                    help="segments: 'cover' spans the whole clip; 'tsn' (VGen) uses span F//K and never the tail")
-    p.add_argument("--aggregate", default=None, choices=["mean", "attenuated", "attenuated_normalized"],
+    p.add_argument("--aggregate", default=None, choices=AGGREGATES,
                    help="image-reward: how per-frame scores become the reward (default: the critic's)")
     p.add_argument("--attenuation-lambda", type=float, default=None,
                    help="image-reward: lambda of the temporal attenuation exp(-lambda * |i - F//2|) (default 1)")
@@ -128,8 +131,8 @@ def cmd_compare(args) -> dict:
 
 
 def cmd_sample(args) -> dict:
-    from critic.samples import make_clip
     from contract.video import encode_video
+    from critic.samples import make_clip
 
     data = encode_video(make_clip(args.num_frames, args.size, defect=args.defect, seed=args.seed), fps=args.fps)
     Path(args.out).write_bytes(data)
@@ -144,8 +147,8 @@ def cmd_build_tiny(args) -> dict:
 
 
 def cmd_synth(args) -> dict:
-    from critic.data.synthetic import generate
     from contract.errors import InvalidParameterError
+    from critic.data.synthetic import generate
 
     if args.renderer == "eval":
         from critic.data.eval_renderer import generate_eval

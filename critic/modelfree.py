@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from critic.base import Critic, dimension_result
 from contract.errors import InvalidParameterError, InvalidRubricError
-from critic.motion import FlowField, dynamic_degree_dis, is_static, motion_smoothness_dis, normalise
-from contract.sampling import FrameSampling
 from contract.protocol import CriticResult
+from contract.sampling import FrameSampling
+from critic.base import Critic, dimension_result
+from critic.motion import FlowField, dynamic_degree_dis, is_static, motion_smoothness_dis, normalise
 from critic.types import ScoreInput
 
 MetricFn = Callable[[np.ndarray], tuple[float, str]]

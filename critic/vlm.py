@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from critic.base import Critic, dimension_result
 from contract.errors import InvalidRubricError, ModelLoadError
+from contract.protocol import CriticResult
+from contract.sampling import FrameSampling
+from critic.base import Critic, dimension_result
 from critic.prompting import PromptLayout, prompt_layout
 from critic.rubrics import Dimension, Rubric
-from contract.sampling import FrameSampling
-from contract.protocol import CriticResult
 from critic.types import ScoreInput
 
 

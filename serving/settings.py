@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from critic.loading import DEFAULT_CRITIC
 from contract.video import VideoLimits
+from critic.loading import DEFAULT_CRITIC
 
 
 class CriticSettings(BaseModel):

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from contract.errors import UnsupportedMediaError, VideoTooLargeError
-from critic.samples import make_clip
 from contract.sampling import FrameSampling
 from contract.video import VideoLimits, decode_sampled, decode_video, encode_video
+from critic.samples import make_clip
 
 
 def _encode(frames: np.ndarray, fmt: str, fps: int = 8, codec: str = "libx264", container=None, path=None,

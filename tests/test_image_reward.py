@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from contract.errors import InvalidParameterError, InvalidRubricError, ModelLoadError
 from contract.sampling import FrameSampling
 from critic import prepare_input
 from critic.backends import load_critic
 from critic.backends.image_reward import ImageRewardScorer, aggregate, attenuation_weights
-from contract.errors import InvalidParameterError, InvalidRubricError, ModelLoadError
 
 PROMPT = "a red ball rolls across the grass"
 

@@ -1,8 +1,8 @@
 import pytest
 
+from contract.errors import InvalidParameterError, InvalidRubricError
 from contract.sampling import FrameSampling
 from critic import prepare_input
-from contract.errors import InvalidParameterError, InvalidRubricError
 from critic.modelfree import ModelFreeCritic, interpolate_probabilities
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from contract.errors import EmptyVideoError, InvalidVideoError, VideoTooLargeError
-from critic.samples import make_clip
 from contract.video import VideoLimits, decode_video, encode_video
+from critic.samples import make_clip
 
 
 def test_round_trip_from_bytes_and_file(tmp_path):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from critic.base import Critic
 from contract.protocol import CriticResult
+from critic.base import Critic
 from critic.types import ScoreInput
 
 
