@@ -32,6 +32,7 @@ ENV VENV=/usr/local \
 
 WORKDIR /app
 COPY pyproject.toml Makefile README.md ./
+COPY contract contract
 COPY critic critic
 COPY serving serving
 COPY clients clients
@@ -41,7 +42,7 @@ COPY models models
 # `make install` (pinned torch first, then the project, editable) and `make models` (the tiny
 # models `make demo` scores with): `make demo` inside the image has nothing left to build
 RUN PIP_INDEX_URL="$TORCH_INDEX" PIP_EXTRA_INDEX_URL=https://pypi.org/simple make install models \
-    && python -c "import critic, serving.app, clients.grpc"
+    && python -c "import contract.video, critic, serving.app, clients.grpc"
 
 EXPOSE 8000 9000
 CMD ["lift-critic", "serve", "--host", "0.0.0.0"]

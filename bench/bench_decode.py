@@ -4,7 +4,7 @@ For each clip, each path runs in its own subprocess (so peak memory is that path
 and samples 8 frames uniformly, as LiFT does:
 
 - ``decode-all``: what the critic did before: every frame to RGB, stacked, then indexed;
-- ``streaming, T thread(s)``: ``critic.video.decode_sampled`` (only the sampled frames
+- ``streaming, T thread(s)``: ``contract.video.decode_sampled`` (only the sampled frames
   are converted; T codec threads).
 
 Clips: a 49-frame 480x720 clip with texture and motion (CogVideoX's output shape), and a
@@ -32,8 +32,8 @@ import numpy as np
 CHILD = r"""
 import json, resource, sys, time
 import av, numpy as np
-from critic.sampling import FrameSampling
-from critic.video import VideoLimits, decode_sampled
+from contract.sampling import FrameSampling
+from contract.video import VideoLimits, decode_sampled
 path, mode, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sampling = FrameSampling.uniform(8)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from critic import FrameSampling, get_rubric, prepare_input
+from contract.sampling import FrameSampling
+from contract.video import encode_video
+from critic import get_rubric, prepare_input
 from critic.rubrics import Rubric
 from critic.samples import make_clip
 from critic.tiny import build_tiny_idefics3
-from critic.video import encode_video
 from critic.vlm import VLMCritic
 
 PROMPT = "a red ball rolls across the grass"

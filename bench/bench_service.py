@@ -23,9 +23,10 @@ import psutil
 from PIL import Image
 
 from clients import AsyncCriticClient, CriticClient
-from critic import FrameSampling, get_rubric, prepare_input
+from contract.sampling import FrameSampling
+from contract.video import encode_video
+from critic import get_rubric, prepare_input
 from critic.samples import make_clip
-from critic.video import encode_video
 from critic.vlm import VLMCritic
 from serving import launch
 

@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_service import _port, load, pct  # noqa: E402  (same load generator as the service bench)
 
 from clients import CriticClient  # noqa: E402
-from critic import FrameSampling, get_rubric, prepare_input  # noqa: E402
+from contract.sampling import FrameSampling  # noqa: E402
+from contract.video import encode_video  # noqa: E402
+from critic import get_rubric, prepare_input  # noqa: E402
 from critic.samples import make_clip  # noqa: E402
-from critic.video import encode_video  # noqa: E402
 from serving import launch  # noqa: E402
 
 PROMPT = "a red ball rolls across the grass"

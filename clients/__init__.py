@@ -1,8 +1,8 @@
 """Python clients of the critic service: HTTP (sync / async) and gRPC. No torch needed.
 
-Installs alone from the repo (its own distribution, clients/pyproject.toml):
-``pip install "./clients[grpc]"`` (httpx; grpcio + protobuf for ``clients.grpc``). The gRPC
-contract (critic.proto and its generated stubs) lives here; the service imports it from here.
+Installs alone from the repo, with the ``contract`` package it speaks (its own distribution,
+clients/pyproject.toml): ``pip install "./clients[grpc]"`` (httpx; grpcio + protobuf for
+``clients.grpc``, whose stubs are ``contract.critic_pb2*``).
 """
 
 from clients.errors import CriticClientError, CriticRequestError, CriticUnavailableError

@@ -15,18 +15,12 @@ from pathlib import Path
 
 import grpc
 
-from clients import critic_pb2 as pb
-from clients import critic_pb2_grpc as pb_grpc
 from clients.errors import CriticRequestError, CriticUnavailableError
 from clients.http import VideoArg
 from clients.retry import RetryPolicy
-
-# gRPC code -> the HTTP status the service's error table gives it; retried as over HTTP (RetryPolicy)
-STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 422, grpc.StatusCode.UNAUTHENTICATED: 401,
-          grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
-          grpc.StatusCode.ALREADY_EXISTS: 409,
-          grpc.StatusCode.RESOURCE_EXHAUSTED: 413, grpc.StatusCode.UNAVAILABLE: 503,
-          grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.INTERNAL: 500}
+from contract import critic_pb2 as pb
+from contract import critic_pb2_grpc as pb_grpc
+from contract.errors import GRPC_TO_HTTP
 
 
 def _bytes(video: VideoArg | None) -> bytes:
@@ -70,7 +64,7 @@ class GrpcCriticClient:
                     message, ecode = err["message"], err["code"]
                 except (ValueError, KeyError, TypeError):
                     message, ecode = details or str(code), None
-                status = STATUS.get(code, 500)
+                status = GRPC_TO_HTTP.get(code.name, 500)  # retried as over HTTP (RetryPolicy)
                 if not self.retry.should_retry(status, typed=ecode is not None):
                     raise CriticRequestError(message, status=status, code=ecode, request_id=rid, attempts=attempt) from None
                 if attempt >= self.retry.max_attempts:

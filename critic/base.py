@@ -1,7 +1,14 @@
 """The critic contract: load once, take a batch, return exactly one result per input.
 
 Knows nothing of serving. ``prepare_input`` turns a video (bytes or a path) into a
-``ScoreInput`` (decode + sample); ``Critic.score`` scores a batch of them.
+``ScoreInput`` (decode + sample); ``Critic.score`` checks and scores a batch of them.
+
+Each rule is checked once on the way in. The request's rules (rubric kind, adapter,
+aggregation) are ``ModelInfo.check`` against ``Critic.info()``: ``Critic.score`` runs it for
+in-process callers, the service's ingress runs it where a request arrives. The model's own
+rules (``check_input``: labels that tokenise apart, a frame count the aggregation needs) run in
+``Critic.score``, or in the service's model deployment before an item joins a batch, which then
+scores with ``score_checked``.
 """
 
 from __future__ import annotations
@@ -13,13 +20,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from critic.errors import InvalidParameterError, InvalidRubricError, UnknownAdapterError
-from critic.rubrics import Rubric, get_rubric
-from critic.sampling import FrameSampling
-from critic.types import CompareResult, CriticResult, DimensionComparison, DimensionResult, ScoreInput
-from critic.video import Video, VideoLimits, decode_sampled
-
-MAX_PROMPT_CHARS = 4000
+from contract.errors import InvalidParameterError
+from contract.protocol import (
+    MAX_PROMPT_CHARS,
+    CompareResult,
+    CriticResult,
+    DimensionComparison,
+    DimensionResult,
+    ModelInfo,
+)
+from contract.sampling import FrameSampling
+from contract.video import Video, VideoLimits, decode_sampled
+from critic.rubrics import RUBRICS, Rubric, get_rubric
+from critic.types import ScoreInput
 
 
 def prepare_input(
@@ -30,10 +43,13 @@ def prepare_input(
     limits: VideoLimits | None = None,
     adapter: str | None = None,
     max_side: int | None = None,
+    *,
+    aggregate: str | None = None,
+    attenuation_lambda: float = 1.0,
 ) -> ScoreInput:
     """Decode (unless already decoded) and sample; every failure is a typed ``CriticError``.
 
-    Only the sampled frames are decoded to RGB (see ``critic.video``), downscaled so no side passes
+    Only the sampled frames are decoded to RGB (see ``contract.video``), downscaled so no side passes
     ``max_side`` when the critic declares the input size it resizes to anyway.
     """
     if not isinstance(prompt, str) or not prompt.strip():
@@ -53,10 +69,12 @@ def prepare_input(
         prompt=prompt.strip(),
         rubric=rubric,
         frame_indices=idx,
-        sampling=sampling.describe(),
+        sampling=sampling,
         decode_s=time.perf_counter() - t0,
         adapter=adapter,
         video_frames=count,
+        aggregate=aggregate,
+        attenuation_lambda=attenuation_lambda,
     )
 
 
@@ -71,31 +89,38 @@ class Critic(ABC):
     input_side: int | None = None  # largest frame side the model keeps; callers may downscale to it while decoding
     takes_aggregate = False  # whether requests may choose how frame scores are aggregated
 
-    def check_rubric(self, rubric: Rubric) -> None:
-        if rubric.critic != self.kind:
-            raise InvalidRubricError(
-                f"rubric {rubric.name!r} is for the {rubric.critic} critic; this is the {self.kind} critic ({self.name})"
-            )
-
     def adapters(self) -> list[str]:
         """Names of the critic adapters this critic can score with."""
         return []
 
+    def info(self) -> ModelInfo:
+        """What this critic is and takes: the rules a request is checked against."""
+        return ModelInfo(
+            name=self.name, version=self.version, kind=self.kind, default_rubric=self.default_rubric,
+            default_sampling=self.default_sampling, rubrics=sorted(n for n, r in RUBRICS.items() if r.critic == self.kind),
+            adapters=self.adapters(), input_side=self.input_side, takes_aggregate=self.takes_aggregate,
+        )
+
     def validate(self, item: ScoreInput) -> None:
-        """Raise the typed error this item would cause, before it joins a batch."""
-        self.check_rubric(item.rubric)
-        if item.adapter is not None and item.adapter not in self.adapters():
-            raise UnknownAdapterError(f"adapter {item.adapter!r} is not loaded; available: {self.adapters()}")
-        if item.aggregate is not None and not self.takes_aggregate:
-            raise InvalidParameterError(f"the {self.kind} critic has no frame-score aggregation; drop 'aggregate'")
+        """Raise the typed error this item would cause: the request's rules, then the model's own."""
+        self.info().check(item.rubric.name, item.rubric.critic, item.adapter, item.aggregate)
+        self.check_input(item)
+
+    def check_input(self, item: ScoreInput) -> None:
+        """The model's own rules for an item whose request passed ``ModelInfo.check`` (none by default)."""
 
     def score(self, inputs: Sequence[ScoreInput]) -> list[CriticResult]:
-        """Score a batch; returns exactly ``len(inputs)`` results, in order."""
+        """Check and score a batch; returns exactly ``len(inputs)`` results, in order."""
+        inputs = list(inputs)
+        for item in inputs:
+            self.validate(item)
+        return self.score_checked(inputs)
+
+    def score_checked(self, inputs: Sequence[ScoreInput]) -> list[CriticResult]:
+        """Score a batch whose items were checked where they came in (``validate``)."""
         inputs = list(inputs)
         if not inputs:
             return []
-        for item in inputs:
-            self.validate(item)
         results = self._score(inputs)
         if len(results) != len(inputs):
             raise RuntimeError(f"{type(self).__name__} returned {len(results)} results for {len(inputs)} inputs")
@@ -160,10 +185,8 @@ def compare_results(a: CriticResult, b: CriticResult, rubric: Rubric) -> Compare
         pb = np.array([b.dimensions[d.name].probabilities[lab] for lab in labels])
         dims[d.name] = compare_probabilities(pa, pb, rubric.label_values)
     total = sum(d.weight for d in rubric.dimensions)
-    overall = DimensionComparison(
-        *(
-            sum(d.weight * getattr(dims[d.name], f) for d in rubric.dimensions) / total
-            for f in ("p_a_better", "p_b_better", "p_tie")
-        )
-    )
+    overall = DimensionComparison(**{
+        f: sum(d.weight * getattr(dims[d.name], f) for d in rubric.dimensions) / total
+        for f in DimensionComparison.model_fields
+    })
     return CompareResult(dimensions=dims, overall=overall, a=a, b=b)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
+from typing import get_args
 
-from critic.errors import CriticError
+from contract.errors import CriticError
+from contract.protocol import AGGREGATES
+from contract.sampling import SegmentRule
 from critic.loading import DEFAULT_CRITIC
 
 EXIT_BAD_INPUT = 2
@@ -42,34 +44,41 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--segments", type=int, help="segmental sparse sampling: one frame in each of K segments")
     g.add_argument("--all-frames", action="store_true", help="use every decoded frame")
     p.add_argument("--seed", type=int, default=0, help="seed for segmental sampling")
-    p.add_argument("--segment-rule", default="cover", choices=["cover", "tsn"],
+    p.add_argument("--segment-rule", default="cover", choices=get_args(SegmentRule),
                    help="segments: 'cover' spans the whole clip; 'tsn' (VGen) uses span F//K and never the tail")
-    p.add_argument("--aggregate", default=None, choices=["mean", "attenuated", "attenuated_normalized"],
+    p.add_argument("--aggregate", default=None, choices=AGGREGATES,
                    help="image-reward: how per-frame scores become the reward (default: the critic's)")
     p.add_argument("--attenuation-lambda", type=float, default=None,
                    help="image-reward: lambda of the temporal attenuation exp(-lambda * |i - F//2|) (default 1)")
 
 
-def _sampling(args, critic):
-    from critic.sampling import FrameSampling
+def _sampling(args):
+    """The flags' ``FrameSampling`` (a bad value is ``invalid_parameter``), or None: the rubric's, else the critic's."""
+    from pydantic import ValidationError
 
-    if args.frames is not None:
-        return FrameSampling.uniform(args.frames)
-    if args.fps is not None:
-        return FrameSampling.at_fps(args.fps)
-    if args.segments is not None:
-        return FrameSampling.segmental(args.segments, seed=args.seed, rule=args.segment_rule)
-    if args.linspace is not None:
-        return FrameSampling.linspace(args.linspace)
-    if args.all_frames:
-        return FrameSampling.every_frame()
-    return None  # the rubric's, else the critic's
+    from contract.errors import InvalidParameterError, invalid
+    from contract.sampling import FrameSampling
+
+    try:
+        if args.frames is not None:
+            return FrameSampling.uniform(args.frames)
+        if args.fps is not None:
+            return FrameSampling.at_fps(args.fps)
+        if args.segments is not None:
+            return FrameSampling.segmental(args.segments, seed=args.seed, rule=args.segment_rule)
+        if args.linspace is not None:
+            return FrameSampling.linspace(args.linspace)
+        if args.all_frames:
+            return FrameSampling.every_frame()
+    except ValidationError as e:
+        raise invalid(e, InvalidParameterError) from None
+    return None
 
 
 def _options(args) -> dict:
     import yaml
 
-    from critic.errors import InvalidParameterError
+    from contract.errors import InvalidParameterError
 
     options = {}
     for kv in args.option:
@@ -105,26 +114,25 @@ def _inputs(args, critic, videos):
     from critic.rubrics import get_rubric
 
     rubric = get_rubric(args.rubric or critic.default_rubric)
-    sampling = _sampling(args, critic) or rubric.frame_sampling(critic.default_sampling)
-    items = [prepare_input(Path(v), args.prompt, rubric, sampling, max_side=critic.input_side) for v in videos]
+    sampling = _sampling(args) or rubric.frame_sampling(critic.default_sampling)
     chosen = {k: getattr(args, k) for k in ("aggregate", "attenuation_lambda") if getattr(args, k) is not None}
-    return [replace(it, **chosen) for it in items]
+    return [prepare_input(Path(v), args.prompt, rubric, sampling, max_side=critic.input_side, **chosen) for v in videos]
 
 
 def cmd_score(args) -> dict:
     critic = _critic(args)
-    return critic.score(_inputs(args, critic, [args.video]))[0].to_dict()
+    return critic.score(_inputs(args, critic, [args.video]))[0].model_dump(mode="json")
 
 
 def cmd_compare(args) -> dict:
     critic = _critic(args)
     a, b = _inputs(args, critic, [args.video_a, args.video_b])
-    return critic.compare(a, b).to_dict()
+    return critic.compare(a, b).model_dump(mode="json")
 
 
 def cmd_sample(args) -> dict:
+    from contract.video import encode_video
     from critic.samples import make_clip
-    from critic.video import encode_video
 
     data = encode_video(make_clip(args.num_frames, args.size, defect=args.defect, seed=args.seed), fps=args.fps)
     Path(args.out).write_bytes(data)
@@ -139,8 +147,8 @@ def cmd_build_tiny(args) -> dict:
 
 
 def cmd_synth(args) -> dict:
+    from contract.errors import InvalidParameterError
     from critic.data.synthetic import generate
-    from critic.errors import InvalidParameterError
 
     if args.renderer == "eval":
         from critic.data.eval_renderer import generate_eval
@@ -166,7 +174,7 @@ def cmd_train(args) -> dict:
 
 def cmd_eval(args) -> dict:
     """One set: its report. Several ``NAME=PATH`` sets: ``{"rubric", "sets": {NAME: report}}``."""
-    from critic.errors import InvalidParameterError
+    from contract.errors import InvalidParameterError
     from critic.train.evaluate import evaluate
 
     sets = dict(_named_set(d) for d in args.data)

@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from contract.errors import InvalidParameterError, InvalidRubricError
+from contract.protocol import CriticResult
+from contract.sampling import FrameSampling
 from critic.base import Critic, dimension_result
-from critic.errors import InvalidParameterError, InvalidRubricError
 from critic.motion import FlowField, dynamic_degree_dis, is_static, motion_smoothness_dis, normalise
-from critic.rubrics import Rubric
-from critic.sampling import FrameSampling
-from critic.types import CriticResult, ScoreInput
+from critic.types import ScoreInput
 
 MetricFn = Callable[[np.ndarray], tuple[float, str]]
 # metrics on optical flow: they take the clip's FlowField too, so each flow is computed once per clip
@@ -139,14 +139,11 @@ class ModelFreeCritic(Critic):
     default_rubric = "signal"
     default_sampling = FrameSampling.every_frame()
 
-    def check_rubric(self, rubric: Rubric) -> None:
-        super().check_rubric(rubric)
-        unknown = [d.name for d in rubric.dimensions if d.name not in METRICS]
+    def check_input(self, item: ScoreInput) -> None:
+        unknown = [d.name for d in item.rubric.dimensions if d.name not in METRICS]
         if unknown:
-            raise InvalidRubricError(f"model-free rubric {rubric.name!r} names unknown metrics {unknown}; known: {sorted(METRICS)}")
-
-    def validate(self, item: ScoreInput) -> None:
-        super().validate(item)
+            raise InvalidRubricError(f"model-free rubric {item.rubric.name!r} names unknown metrics {unknown}; "
+                                     f"known: {sorted(METRICS)}")
         need = max((MIN_FRAMES.get(d.name, 1) for d in item.rubric.dimensions), default=1)
         if len(item.frames) < need:
             raise InvalidParameterError(f"rubric {item.rubric.name!r}'s temporal metrics need at least {need} sampled "

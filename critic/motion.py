@@ -25,7 +25,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from critic.errors import InvalidParameterError
+from contract.errors import InvalidParameterError
 
 WORK_SIDE = 256
 # scripts/constant.py L67-69: (min, max) of the published normalisation

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from contract.errors import InvalidRubricError, ModelLoadError
+from contract.protocol import CriticResult
+from contract.sampling import FrameSampling
 from critic.base import Critic, dimension_result
-from critic.errors import InvalidRubricError, ModelLoadError
 from critic.prompting import PromptLayout, prompt_layout
 from critic.rubrics import Dimension, Rubric
-from critic.sampling import FrameSampling
-from critic.types import CriticResult, ScoreInput
+from critic.types import ScoreInput
 
 
 CRITIC_CONFIG = "critic_config.json"  # written by critic SFT: the frame sampling the critic was trained with
@@ -202,8 +203,7 @@ class VLMCritic(Critic):
 
     # ---- scoring -------------------------------------------------------------------
 
-    def validate(self, item: ScoreInput) -> None:
-        super().validate(item)
+    def check_input(self, item: ScoreInput) -> None:
         self._plan(item.rubric, len(item.frames))  # labels must tokenise apart
 
     def _score(self, inputs: list[ScoreInput]) -> list[CriticResult]:

@@ -17,36 +17,36 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from ray import serve
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from clients import critic_pb2 as pb
+from contract import critic_pb2 as pb
+from contract.errors import CriticError, ServiceError
+from contract.protocol import (
+    BatchScoreRequest,
+    BatchScoreResponse,
+    CompareRequest,
+    CompareResponse,
+    ErrorBody,
+    ModelInfo,
+    ScoreRequest,
+    ScoreResponse,
+    Status,
+)
 from critic.backends.engine import AsyncCritic
-from critic.errors import CriticError
-from critic.rubrics import RUBRICS
 from serving.auth import resolve_digests
 from serving.engine import Engine
-from serving.errors import ServiceError
 from serving.grpc_convert import batch_reply, batch_request, compare_request, compare_reply, score_reply, score_request
 from serving.http import BodyLimits, error_response, parse
 from serving.idempotency import ResultStore, StoreUnavailable
 from serving.launch import DEFAULT_CONFIG, app_config, load_config
 from serving.metrics import Metrics
 from serving.openapi import ERROR_RESPONSES, METRICS_RESPONSE, PUBLIC, body_doc, document
-from serving.protocol import (
-    BatchScoreRequest,
-    BatchScoreResponse,
-    CompareRequest,
-    CompareResponse,
-    ModelInfo,
-    ScoreRequest,
-    ScoreResponse,
-    Status,
-)
 from serving.settings import AppSettings, BatchSettings, CriticSettings, IngressSettings
 
 log = logging.getLogger("ray.serve")
@@ -91,14 +91,9 @@ class CriticDeployment:
         if probe is not None:
             probe()
 
-    async def info(self) -> dict:
-        c = self.critic
-        return ModelInfo(
-            name=c.name, version=c.version, kind=c.kind, default_rubric=c.default_rubric,
-            default_sampling=c.default_sampling.describe(),
-            rubrics=sorted(n for n, r in RUBRICS.items() if r.critic == c.kind),
-            adapters=sorted(self.settings.adapters), input_side=c.input_side,
-        ).model_dump()
+    async def info(self) -> ModelInfo:
+        """The critic's card, with the adapters this deployment serves (loaded on first use)."""
+        return self.critic.info().model_copy(update={"adapters": sorted(self.settings.adapters)})
 
     @serve.multiplexed(max_num_models_per_replica=8)
     async def _load_adapter(self, name: str) -> str:
@@ -109,49 +104,40 @@ class CriticDeployment:
         return name
 
     async def score(self, item):
-        """One video; joins a batch. Returns the result, or {"error": ...} for a typed failure."""
+        """One video whose request the ingress checked (``ModelInfo.check``); the model's own checks
+        run here, before it joins a batch, so a bad item fails alone. Failures are raised, typed."""
         if item.adapter is not None:
-            if item.adapter not in self.settings.adapters:
-                msg = f"adapter {item.adapter!r} is not served; available: {sorted(self.settings.adapters)}"
-                return {"error": {"code": "unknown_adapter", "message": msg}}
-            try:
-                await self._load_adapter(item.adapter)
-            except CriticError as e:
-                return {"error": e.to_dict()}
-        try:
-            self.critic.validate(item)
-            if isinstance(self.critic, AsyncCritic):  # an engine batches on its own
-                return (await self.critic.ascore([item]))[0]
-        except CriticError as e:
-            return {"error": e.to_dict()}
+            await self._load_adapter(item.adapter)
+        self.critic.check_input(item)
+        if isinstance(self.critic, AsyncCritic):  # an engine batches on its own
+            return (await self.critic.ascore_checked([item]))[0]
         return await self._batched(item)
 
     @serve.batch  # size and wait: user_config, applied in reconfigure before the first request
     async def _batched(self, items: list):
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, self.critic.score, items)
-        except CriticError as e:
-            return [{"error": e.to_dict()}] * len(items)
+        return await loop.run_in_executor(self._pool, self.critic.score_checked, items)
 
 
 class HandleBackend:
-    """``CriticBackend`` over a Ray Serve handle: Ray failures become typed, retryable errors."""
+    """``CriticBackend`` over a Ray Serve handle: the critic's typed errors come out as raised there
+    (Ray wraps them in ``RayTaskError``); Ray's own failures become typed, retryable errors."""
 
     def __init__(self, handle: DeploymentHandle, retry_after_s: float):
         self.handle, self.retry_after_s = handle, retry_after_s
 
     async def _call(self, handle, method: str, *args):
         try:
-            out = await getattr(handle, method).remote(*args)
+            return await getattr(handle, method).remote(*args)
+        except RayTaskError as e:
+            if isinstance(e.cause, CriticError):
+                raise e.cause from None
+            raise
         except BackPressureError:
             raise ServiceError("overloaded", "the critic is at capacity; retry later", retry_after=self.retry_after_s) from None
         except (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError) as e:
             raise ServiceError("replica_unavailable", f"critic replica unavailable ({type(e).__name__}); retry",
                                retry_after=self.retry_after_s) from None
-        if isinstance(out, dict) and "error" in out:
-            raise ServiceError.from_dict(out["error"])
-        return out
 
     async def score(self, item):
         handle = self.handle.options(multiplexed_model_id=item.adapter) if item.adapter else self.handle
@@ -220,7 +206,7 @@ class Ingress:
         try:
             caller = self.engine.authorize(auth)
             return await work(caller)
-        except ServiceError as e:
+        except CriticError as e:
             status = e.status
             raise
         except asyncio.CancelledError:  # the caller went away (or gave up): one line, no traceback
@@ -239,7 +225,7 @@ class Ingress:
     async def _http(self, route: str, request: Request, work):
         try:
             return await self._handle(route, "http", request.headers.get("authorization"), work)
-        except ServiceError as e:
+        except CriticError as e:
             return error_response(e, request.headers.get("x-request-id"))
 
     # ---- HTTP --------------------------------------------------------------------------
@@ -285,7 +271,7 @@ class Ingress:
         try:
             await asyncio.wait_for(self.engine.ready(), 2.0)
             return Status(status="ready")
-        except (ServiceError, asyncio.TimeoutError):
+        except (CriticError, asyncio.TimeoutError):
             return error_response(ServiceError("not_ready", "no critic replica with loaded weights yet", retry_after=1))
 
     @http.get("/metrics", response_class=Response, responses={**METRICS_RESPONSE, 401: ERROR_RESPONSES[401]})
@@ -300,19 +286,19 @@ class Ingress:
     async def models(self, request: Request):
         """The critic behind the service: name, version, rubrics, default sampling, adapters."""
         async def work(caller):
-            return [ModelInfo(**await self.engine.info())]
+            return [await self.engine.info()]
 
         return await self._http("/models", request, work)
 
-    # ---- gRPC (method names are the RPCs of clients/critic.proto) ------------------------
+    # ---- gRPC (method names are the RPCs of contract/critic.proto) ------------------------
 
     async def _grpc(self, route: str, ctx, work, empty):
         auth = dict(ctx.invocation_metadata()).get("authorization") if ctx is not None else None
         try:
             return await self._handle(route, "grpc", auth, work)
-        except ServiceError as e:
-            ctx.set_code(e.grpc_status)
-            ctx.set_details(e.body().model_dump_json(exclude_none=True))
+        except CriticError as e:
+            ctx.set_code(grpc.StatusCode[e.grpc_status])
+            ctx.set_details(ErrorBody.of(e).model_dump_json(exclude_none=True))
             return empty
 
     def _grpc_size(self, request) -> None:

@@ -21,7 +21,7 @@ import hmac
 import os
 from collections.abc import Mapping
 
-from critic.errors import InvalidParameterError
+from contract.errors import InvalidParameterError
 
 KEYS_FILE_ENV = "LIFT_CRITIC_API_KEYS_FILE"
 KEYS_ENV = "LIFT_CRITIC_API_KEYS"

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from clients import CriticClient
+from contract.video import encode_video
 from critic.data.synthetic import Scene, render
-from critic.video import encode_video
 from serving import launch
 from serving.settings import AppSettings
 

@@ -1,4 +1,4 @@
-"""The logic shared by every transport: request in, result or typed ``ServiceError`` out.
+"""The logic shared by every transport: request in, result or typed ``CriticError`` out.
 
 HTTP and gRPC both call ``Engine``; it depends on a ``CriticBackend`` (the Ray Serve
 critic deployment in production, anything with the same three coroutines in tests).
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import functools
 import os
 import time
@@ -22,26 +21,25 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from critic.base import compare_results, prepare_input
-from critic.errors import CriticError
-from critic.rubrics import get_rubric
-from critic.sampling import FrameSampling
-from critic.types import CriticResult, ScoreInput
-from serving.auth import ANONYMOUS, Authorizer
-from serving.errors import ServiceError
-from serving.idempotency import CONFLICT, HIT, ResultStore, StoreUnavailable, content_digest, video_digest
-from serving.metrics import Metrics
-from serving.protocol import (
+from contract.errors import CriticError, ServiceError, UnknownRubricError
+from contract.protocol import (
     BatchItem,
     BatchScoreRequest,
     BatchScoreResponse,
     CompareRequest,
     CompareResponse,
+    CriticResult,
     ErrorInfo,
-    Sampling,
+    ModelInfo,
     ScoreRequest,
     ScoreResponse,
 )
+from critic.base import compare_results, prepare_input
+from critic.rubrics import get_rubric
+from critic.types import ScoreInput
+from serving.auth import ANONYMOUS, Authorizer
+from serving.idempotency import CONFLICT, HIT, ResultStore, StoreUnavailable, content_digest, video_digest
+from serving.metrics import Metrics
 from serving.settings import IngressSettings
 
 
@@ -49,8 +47,10 @@ _NOT_CONTENT = {"request_id", "video_b64", "video_path", "video_a_b64", "video_a
 
 
 class CriticBackend(Protocol):
+    """Scores items that passed ``ModelInfo.check``; failures are raised as ``CriticError``."""
+
     async def score(self, item: ScoreInput) -> CriticResult: ...
-    async def info(self) -> dict: ...
+    async def info(self) -> ModelInfo: ...
     async def ready(self) -> dict: ...
 
 
@@ -75,7 +75,7 @@ class Engine:
         # ends, so no more than max_concurrent_decodes ever run at once, whatever the traffic
         self._decodes = ThreadPoolExecutor(settings.max_concurrent_decodes, thread_name_prefix="decode")
         self._allowed = [Path(d).resolve() for d in settings.allowed_dirs]
-        self._info: dict | None = None
+        self._info: ModelInfo | None = None
 
     # ---- protection ------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ class Engine:
 
     # ---- backend ---------------------------------------------------------------------
 
-    async def info(self) -> dict:
+    async def info(self) -> ModelInfo:
         if self._info is None:
             self._info = await self.backend.info()
         return self._info
@@ -135,22 +135,18 @@ class Engine:
     async def ready(self) -> dict:
         return await self.backend.ready()
 
-    async def _prepare(self, prompt: str, source, rubric: str | None, sampling: Sampling | None,
-                       adapter: str | None = None, aggregation: dict | None = None) -> ScoreInput:
+    async def _prepare(self, req: ScoreRequest | CompareRequest, source) -> ScoreInput:
+        """The request checked against the critic's card (once, here, where it enters), then its video
+        decoded and sampled off the event loop."""
         info = await self.info()
-        try:
-            if rubric and (os.sep in rubric or rubric.endswith((".yaml", ".yml"))):
-                raise ServiceError("unknown_rubric", "the service takes registered rubric names, not file paths")
-            rub = get_rubric(rubric or info["default_rubric"])
-            spec = (FrameSampling(**sampling.model_dump()) if sampling
-                    else rub.frame_sampling(FrameSampling(**info["default_sampling"])))
-            if adapter is not None and adapter not in info.get("adapters", []):
-                raise ServiceError("unknown_adapter", f"adapter {adapter!r} is not served; available: {info.get('adapters', [])}")
-            work = functools.partial(prepare_input, source, prompt, rub, spec, self.limits, adapter, info.get("input_side"))
-            item = await asyncio.get_running_loop().run_in_executor(self._decodes, work)
-            return dataclasses.replace(item, **(aggregation or {}))
-        except CriticError as e:
-            raise ServiceError(e.code, e.message, details=e.details or None) from None
+        if req.rubric and (os.sep in req.rubric or req.rubric.endswith((".yaml", ".yml"))):
+            raise UnknownRubricError("the service takes registered rubric names, not file paths")
+        rubric = get_rubric(req.rubric or info.default_rubric)
+        info.check(rubric.name, rubric.critic, req.adapter, req.aggregate)
+        spec = req.sampling or rubric.frame_sampling(info.default_sampling)
+        work = functools.partial(prepare_input, source, req.prompt, rubric, spec, self.limits, req.adapter,
+                                 info.input_side, aggregate=req.aggregate, attenuation_lambda=req.attenuation_lambda)
+        return await asyncio.get_running_loop().run_in_executor(self._decodes, work)
 
     async def _score_item(self, item: ScoreInput) -> CriticResult:
         try:
@@ -213,10 +209,9 @@ class Engine:
         source = self.resolve_video(req.video_b64, req.video_path, upload)
 
         async def work():
-            item = await self._prepare(req.prompt, source, req.rubric, req.sampling, req.adapter, _aggregation(req))
-            result = await self._score_item(item)
+            result = await self._score_item(await self._prepare(req, source))
             timings = {**result.timings, "total_s": time.perf_counter() - t0}
-            return ScoreResponse(request_id=rid, result=result.to_dict(), timings=timings)
+            return ScoreResponse(request_id=rid, result=result, timings=timings)
 
         return await self._once(caller, req, [source], ScoreResponse, work)
 
@@ -226,8 +221,8 @@ class Engine:
             try:
                 r = await self.score(item, caller=caller, fallback_id=rid)
                 return BatchItem(request_id=rid, result=r.result)
-            except ServiceError as e:
-                return BatchItem(request_id=rid, error=ErrorInfo(code=e.code, message=e.message, request_id=rid))
+            except CriticError as e:
+                return BatchItem(request_id=rid, error=ErrorInfo(**e.to_dict(), request_id=rid))
 
         return BatchScoreResponse(items=list(await asyncio.gather(*(one(i) for i in req.items))))
 
@@ -239,16 +234,10 @@ class Engine:
         src_b = self.resolve_video(req.video_b_b64, req.video_b_path, upload_b, "video_b")
 
         async def work():
-            a, b = await asyncio.gather(*(self._prepare(req.prompt, s, req.rubric, req.sampling, req.adapter,
-                                                        _aggregation(req))
-                                          for s in (src_a, src_b)))
+            a, b = await asyncio.gather(*(self._prepare(req, s) for s in (src_a, src_b)))
             ra, rb = await asyncio.gather(self._score_item(a), self._score_item(b))
             result = compare_results(ra, rb, a.rubric)
-            return CompareResponse(request_id=rid, result=result.to_dict(), timings={"total_s": time.perf_counter() - t0})
+            return CompareResponse(request_id=rid, result=result, timings={"total_s": time.perf_counter() - t0})
 
         return await self._once(caller, req, [src_a, src_b], CompareResponse, work)
 
-
-def _aggregation(req: ScoreRequest | CompareRequest) -> dict:
-    """The request's image-reward aggregation, as ``ScoreInput`` fields."""
-    return {"aggregate": req.aggregate, "attenuation_lambda": req.attenuation_lambda}

@@ -1,7 +1,8 @@
-"""Protobuf <-> protocol models for the gRPC transport (clients/critic.proto).
+"""Protobuf <-> protocol models for the gRPC transport (contract/critic.proto).
 
 Messages are validated by the same pydantic models as HTTP bodies: a failure is the typed
-``invalid_request`` (gRPC INVALID_ARGUMENT), never INTERNAL.
+``invalid_request`` (gRPC INVALID_ARGUMENT), never INTERNAL. A sampling message carries only
+the fields its sender set; the others take ``FrameSampling``'s defaults.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from clients import critic_pb2 as pb
-from serving.errors import invalid
-from serving.protocol import (
+from contract import critic_pb2 as pb
+from contract.errors import invalid
+from contract.protocol import (
     BatchScoreRequest,
     BatchScoreResponse,
     CompareRequest,
     CompareResponse,
-    Sampling,
     ScoreRequest,
     ScoreResponse,
 )
@@ -35,13 +35,11 @@ def _validated(build: Callable[[], T]) -> T:
         raise invalid(e) from None
 
 
-def sampling(request) -> Sampling | None:
-    if not request.HasField("sampling") or not request.sampling.strategy:
+def sampling(request) -> dict | None:
+    """The fields of the request's sampling message that were set (validated by ``FrameSampling``)."""
+    if not request.HasField("sampling") or not request.sampling.HasField("strategy"):
         return None
-    s = request.sampling
-    fields = {"strategy": s.strategy, "frames": s.frames or 8, "segments": s.segments or 4, "seed": s.seed,
-              "rule": s.rule or "cover"}
-    return Sampling(**fields, **({"fps": s.fps} if s.fps else {}))
+    return {field.name: value for field, value in request.sampling.ListFields()}
 
 
 def aggregation(request) -> dict:

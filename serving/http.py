@@ -17,15 +17,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from serving.errors import ServiceError, invalid
+from contract.errors import CriticError, ServiceError, invalid
+from contract.protocol import ErrorBody
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
 MAX_FORM_FIELDS = 16  # the request models have fewer fields than this
 
 
-def error_response(e: ServiceError, request_id: str | None = None) -> JSONResponse:
-    return JSONResponse(e.body(request_id).model_dump(exclude_none=True), status_code=e.status, headers=e.headers())
+def error_response(e: CriticError, request_id: str | None = None) -> JSONResponse:
+    return JSONResponse(ErrorBody.of(e, request_id).model_dump(exclude_none=True), status_code=e.status,
+                        headers=e.headers())
 
 
 class BodyLimits:

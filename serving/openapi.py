@@ -2,7 +2,7 @@
 
 - Request bodies are required and documented for JSON and (where files are taken) multipart,
   and every schema they use is hoisted into ``components/schemas``: no dangling ``$defs``.
-- Results are typed field by field (``serving.protocol``); errors share ``ErrorBody``.
+- Results are typed field by field (``contract.protocol``); errors share ``ErrorBody``.
 - The bearer scheme is declared; probes and docs are marked public.
 - ``/docs`` (Swagger UI) and ``/redoc`` load their assets from this service, taken from the
   ``fastapi-offline`` package (serving extra), never from a CDN.
@@ -19,7 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel
 
-from serving.protocol import ErrorBody
+from contract.protocol import ErrorBody
 
 REF = "#/components/schemas/{model}"
 PUBLIC = {"security": []}  # openapi_extra of routes that need no key

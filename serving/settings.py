@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contract.video import VideoLimits
 from critic.loading import DEFAULT_CRITIC
-from critic.video import VideoLimits
 
 
 class CriticSettings(BaseModel):
@@ -73,7 +73,7 @@ class IngressSettings(BaseModel):
     api_keys: list[str] = Field(default_factory=list, description="Must stay empty: keys written here would be "
                                 "logged by Ray. Use a keys file or the environment at launch.")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
-    # the video limits' defaults are the decoder's (critic.video.VideoLimits): one set
+    # the video limits' defaults are the decoder's (contract.video.VideoLimits): one set
     max_video_bytes: int = Field(VideoLimits.max_bytes, ge=1024, description="Larger videos get 413.")
     max_duration_s: float = Field(VideoLimits.max_duration_s, gt=0, description="Longer videos get 413.")
     max_frames: int = Field(VideoLimits.max_frames, ge=1, description="Videos with more frames get 413.")

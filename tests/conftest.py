@@ -28,8 +28,8 @@ def vlm_critic(tiny_vlm_path):
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory):
     """Real mp4 files on disk: a clean clip and one per defect."""
+    from contract.video import encode_video
     from critic.samples import DEFECTS, make_clip
-    from critic.video import encode_video
 
     root = tmp_path_factory.mktemp("clips")
     out = {}

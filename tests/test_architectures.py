@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 import critic.vlm
-from critic import FrameSampling, prepare_input
+from contract.sampling import FrameSampling
+from critic import prepare_input
 from critic.tiny import build_tiny_idefics3, build_tiny_llava_onevision, build_tiny_qwen2_5_vl, build_tiny_qwen2_vl
 from critic.vlm import VLMCritic
 

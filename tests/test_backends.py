@@ -6,10 +6,11 @@ import importlib
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from critic import FrameSampling, prepare_input
+from contract.errors import InvalidParameterError, InvalidRubricError
+from contract.sampling import FrameSampling
+from critic import prepare_input
 from critic.backends import BACKENDS, load_critic, resolve_backend, rubric_kinds
 from critic.backends.engine import AsyncCritic
-from critic.errors import InvalidParameterError, InvalidRubricError
 from critic.modelfree import ModelFreeCritic
 from critic.rubrics import parse_rubric
 
@@ -101,9 +102,10 @@ def test_the_critic_deployment_drives_an_engine_backend(monkeypatch, clips):
     async def drive():
         good = prepare_input(clips["flicker"], PROMPT, "signal", FrameSampling.every_frame())
         bad = prepare_input(clips["flicker"], PROMPT, "lift", FrameSampling.uniform(4))
-        return await asyncio.gather(deployment.score(good), deployment.score(good), deployment.score(bad))
+        return await asyncio.gather(deployment.score(good), deployment.score(good), deployment.score(bad),
+                                    return_exceptions=True)
 
     a, b, err = asyncio.run(drive())
     assert a.dimensions == b.dimensions == ModelFreeCritic().score(
         [prepare_input(clips["flicker"], PROMPT, "signal", FrameSampling.every_frame())])[0].dimensions
-    assert err["error"]["code"] == "invalid_rubric"
+    assert isinstance(err, InvalidRubricError) and err.code == "invalid_rubric"  # raised, typed; not a value

@@ -62,6 +62,6 @@ def test_sample_writes_a_decodable_clip(tmp_path):
     out = tmp_path / "s.mp4"
     p = run("sample", out, "--defect", "freeze", "--num-frames", "9")
     assert p.returncode == 0, p.stderr
-    from critic.video import decode_video
+    from contract.video import decode_video
 
     assert decode_video(out).num_frames == 9

@@ -133,13 +133,16 @@ http = CriticClient(sys.argv[1]).score(video, prompt="a red ball")
 with GrpcCriticClient(sys.argv[2]) as g:
     rpc = g.score(video, prompt="a red ball")
 heavy = [m for m in ("torch", "transformers", "ray", "numpy", "serving", "critic") if importlib.util.find_spec(m)]
-print(json.dumps({"http": http["result"], "grpc": rpc["result"], "heavy": heavy, "client": sys.modules["clients"].__file__}))
+print(json.dumps({"http": http["result"], "grpc": rpc["result"], "heavy": heavy,
+                  "installed": [sys.modules[m].__file__ for m in ("clients", "contract")]}))
 """
 
 
 def test_the_client_installs_alone_from_the_repo_and_scores(cluster, clips, tmp_path):
     venv, src = tmp_path / "venv", tmp_path / "src" / "clients"
-    shutil.copytree(ROOT / "clients", src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    for package in ("clients", "contract"):  # the client distribution ships the contract beside it
+        shutil.copytree(ROOT / package, tmp_path / "src" / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = str(venv / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -150,6 +153,7 @@ def test_the_client_installs_alone_from_the_repo_and_scores(cluster, clips, tmp_
                        text=True, timeout=300, env=env, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert out["heavy"] == [] and out["client"].startswith(str(venv))  # installed, alone: no torch, ray, serving
+    # installed, alone: no torch, ray, serving; the client and its contract both from the venv
+    assert out["heavy"] == [] and all(f.startswith(str(venv)) for f in out["installed"])
     assert out["http"]["model"] == out["grpc"]["model"] == "lift-critic-tiny"
     assert out["http"]["dimensions"] == out["grpc"]["dimensions"]

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from critic import FrameSampling, compare_results, get_rubric, prepare_input
+from contract.sampling import FrameSampling
+from critic import compare_results, get_rubric, prepare_input
 from critic.base import compare_probabilities
 from critic.modelfree import ModelFreeCritic
 

@@ -49,7 +49,7 @@ def test_decorators_set_no_deployment_option():
 
 
 def test_batch_user_config_and_limits_are_typed_with_one_set_of_defaults():
-    from critic.video import VideoLimits
+    from contract.video import VideoLimits
     from serving.settings import IngressSettings
 
     with pytest.raises(ValueError, match="max_batch_size"):

@@ -6,8 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from critic import FrameSampling, prepare_input
-from critic.errors import InvalidParameterError, UnknownAdapterError
+from contract.errors import InvalidParameterError, UnknownAdapterError
+from contract.sampling import FrameSampling
+from critic import prepare_input
 from critic.train import metrics
 from critic.train.sft_config import SFTConfig
 from critic.vlm import VLMCritic

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from critic.errors import UnsupportedMediaError, VideoTooLargeError
+from contract.errors import UnsupportedMediaError, VideoTooLargeError
+from contract.sampling import FrameSampling
+from contract.video import VideoLimits, decode_sampled, decode_video, encode_video
 from critic.samples import make_clip
-from critic.sampling import FrameSampling
-from critic.video import VideoLimits, decode_sampled, decode_video, encode_video
 
 
 def _encode(frames: np.ndarray, fmt: str, fps: int = 8, codec: str = "libx264", container=None, path=None,
@@ -108,8 +108,8 @@ def test_decode_deadline():
 
 _PEAK = """
 import json, resource, sys
-from critic.sampling import FrameSampling
-from critic.video import decode_sampled
+from contract.sampling import FrameSampling
+from contract.video import decode_sampled
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 s = decode_sampled(sys.argv[1], FrameSampling.uniform(8).indices)
 print(json.dumps({"frames": s.num_frames, "kept": list(s.frames.shape),

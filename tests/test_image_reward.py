@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from critic import FrameSampling, prepare_input
+from contract.errors import InvalidParameterError, InvalidRubricError, ModelLoadError
+from contract.protocol import Aggregation
+from contract.sampling import FrameSampling
+from critic import prepare_input
 from critic.backends import load_critic
 from critic.backends.image_reward import ImageRewardScorer, aggregate, attenuation_weights
-from critic.errors import InvalidParameterError, InvalidRubricError, ModelLoadError
 
 PROMPT = "a red ball rolls across the grass"
 
@@ -81,7 +83,7 @@ def test_torch_preprocessing_matches_the_checkpoints_processor(arch, tmp_path):
 def test_critic_result_has_frame_scores_and_the_named_aggregation(critic, clips):
     item = prepare_input(clips["clean"], PROMPT, "image_reward", FrameSampling.segmental(4, seed=2, rule="tsn"))
     plain = critic.score([item])[0]
-    assert plain.aggregation == {"method": "mean", "attenuation_lambda": 1.0, "num_frames": 17}
+    assert plain.aggregation == Aggregation(method="mean", attenuation_lambda=1.0, num_frames=17)
     from dataclasses import replace
 
     for method in ("attenuated", "attenuated_normalized"):
@@ -93,7 +95,7 @@ def test_critic_result_has_frame_scores_and_the_named_aggregation(critic, clips)
         d = r.dimensions["alignment"]
         assert r.reward == r.soft_reward == d.score == pytest.approx(expected)
         assert sum(p * v for p, v in zip(d.probabilities.values(), (1.0, -1.0))) == pytest.approx(expected)
-        assert r.aggregation["method"] == method
+        assert r.aggregation.method == method
     assert plain.reward == pytest.approx(float(np.mean(plain.frame_scores["alignment"])))
     # a batch gives each item the result it gets alone
     other = prepare_input(clips["jump"], "two cats", "image_reward", FrameSampling.uniform(6))

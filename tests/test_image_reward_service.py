@@ -41,8 +41,8 @@ def _check(result: dict, method: str, lam: float, num_frames: int = 17):
 
 
 def test_http_and_grpc_answer_the_same(service, clips, tiny_clip_path):
-    from clients import critic_pb2 as pb
-    from clients import critic_pb2_grpc as pb_grpc
+    from contract import critic_pb2 as pb
+    from contract import critic_pb2_grpc as pb_grpc
 
     url, target = service
     sampling = {"strategy": "segments", "segments": 4, "seed": 1, "rule": "tsn"}
@@ -76,7 +76,8 @@ def test_http_and_grpc_answer_the_same(service, clips, tiny_clip_path):
     assert by_grpc["frame_scores"]["alignment"] == pytest.approx(by_http["frame_scores"]["alignment"], abs=1e-6)
     assert reply.reward == pytest.approx(by_http["reward"], abs=1e-6)
     # in process, the same numbers
-    from critic import FrameSampling, prepare_input
+    from contract.sampling import FrameSampling
+    from critic import prepare_input
     from critic.backends import load_critic
 
     item = prepare_input(clips["clean"], PROMPT, "image_reward", FrameSampling.segmental(4, seed=1, rule="tsn"))

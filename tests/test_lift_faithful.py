@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from contract.errors import InvalidRubricError
+from contract.sampling import FrameSampling
 from critic.prompting import prompt_layout
 from critic.rubrics import get_rubric, parse_rubric
-from critic.errors import InvalidRubricError
-from critic.sampling import FrameSampling
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "lift-critic-tiny"
 
@@ -116,11 +116,11 @@ class _InProcess:
         self.critic = critic
 
     async def score(self, item):
-        return self.critic.score([item])[0]
+        self.critic.check_input(item)
+        return self.critic.score_checked([item])[0]
 
     async def info(self):
-        c = self.critic
-        return {"default_rubric": c.default_rubric, "default_sampling": c.default_sampling.describe(), "adapters": []}
+        return self.critic.info()
 
     async def ready(self):
         return {"ready": True}
@@ -129,8 +129,9 @@ class _InProcess:
 def test_service_engine_takes_the_rubrics_sampling_when_the_request_names_none(vlm_critic, clips):
     import asyncio
 
+    from contract.protocol import ScoreRequest
+    from contract.sampling import FrameSampling
     from serving.engine import Engine
-    from serving.protocol import Sampling, ScoreRequest
     from serving.settings import IngressSettings
 
     engine = Engine(_InProcess(vlm_critic), IngressSettings(allowed_dirs=[str(clips["clean"].parent)]))
@@ -142,6 +143,6 @@ def test_service_engine_takes_the_rubrics_sampling_when_the_request_names_none(v
     r = score(rubric="lift")
     assert r["sampling"] == {"strategy": "linspace", "frames": 8} and r["frame_indices"] == [0, 2, 4, 6, 9, 11, 13, 16]
     assert score(rubric="lift-paraphrase")["sampling"] == vlm_critic.default_sampling.describe()
-    r = score(rubric="lift", sampling=Sampling(strategy="linspace", frames=3))
+    r = score(rubric="lift", sampling=FrameSampling.linspace(3))
     assert r["frame_indices"] == [0, 8, 16]
-    assert score(rubric="lift", sampling=Sampling(strategy="uniform", frames=8))["sampling"]["strategy"] == "uniform"
+    assert score(rubric="lift", sampling=FrameSampling.uniform(8))["sampling"]["strategy"] == "uniform"

@@ -1,7 +1,8 @@
 import pytest
 
-from critic import FrameSampling, prepare_input
-from critic.errors import InvalidParameterError, InvalidRubricError
+from contract.errors import InvalidParameterError, InvalidRubricError
+from contract.sampling import FrameSampling
+from critic import prepare_input
 from critic.modelfree import ModelFreeCritic, interpolate_probabilities
 
 
@@ -63,7 +64,7 @@ def test_vlm_rubric_is_refused(critic, clips):
 
 
 def test_same_input_same_output(critic, clips):
-    a, b = _score(critic, clips["jump"]).to_dict(), _score(critic, clips["jump"]).to_dict()
+    a, b = _score(critic, clips["jump"]).model_dump(), _score(critic, clips["jump"]).model_dump()
     a.pop("timings"), b.pop("timings")
     assert a == b
 

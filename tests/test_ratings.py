@@ -98,7 +98,9 @@ def test_synthetic_set_is_deterministic(tmp_path):
 
 
 def _signal(frames, dim):
-    from critic import FrameSampling, encode_video, prepare_input
+    from contract.sampling import FrameSampling
+    from contract.video import encode_video
+    from critic import prepare_input
     from critic.modelfree import ModelFreeCritic
 
     item = prepare_input(encode_video(frames), "x", "signal", FrameSampling.every_frame())
@@ -158,7 +160,7 @@ def test_prompt_variants_reuse_the_clip_and_relabel_only_semantics(tmp_path):
 
 
 def test_synthetic_set_rejects_bad_sizes(tmp_path):
-    from critic.errors import InvalidParameterError
+    from contract.errors import InvalidParameterError
 
     for n, k in [(0, 0), (3, -1)]:
         with pytest.raises(InvalidParameterError, match="synthetic set"):

@@ -1,6 +1,6 @@
 import pytest
 
-from critic.errors import InvalidRubricError, UnknownRubricError
+from contract.errors import InvalidRubricError, UnknownRubricError
 from critic.rubrics import RUBRICS, get_rubric
 
 

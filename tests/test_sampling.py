@@ -1,7 +1,11 @@
-import pytest
+from typing import get_args
 
-from critic.errors import InvalidParameterError
-from critic.sampling import FrameSampling
+import pytest
+from pydantic import ValidationError
+
+from contract.errors import InvalidParameterError
+from contract.protocol import CompareRequest, CriticResult, ModelInfo, ScoreRequest
+from contract.sampling import FrameSampling
 
 
 def test_uniform_spreads_over_the_whole_clip():
@@ -44,11 +48,14 @@ def test_all_takes_every_frame():
         lambda: FrameSampling.uniform(0),
         lambda: FrameSampling.at_fps(0),
         lambda: FrameSampling.segmental(0),
-        lambda: FrameSampling("bogus"),
+        lambda: FrameSampling(strategy="bogus"),
+        lambda: FrameSampling(strategy="fps"),
+        lambda: FrameSampling(frames=8, unknown=1),
     ],
 )
-def test_bad_parameters_are_typed_errors(make):
-    with pytest.raises(InvalidParameterError):
+def test_bad_parameters_fail_the_schema(make):
+    """The spec's bounds are its schema: every entry point (HTTP, gRPC, the CLI) reports the same failure."""
+    with pytest.raises(ValidationError):
         make()
 
 
@@ -76,5 +83,17 @@ def test_tsn_segments_never_draw_the_tail():
     assert s.describe() == {"strategy": "segments", "segments": 4, "seed": 7, "rule": "tsn"}
     with pytest.raises(InvalidParameterError, match="segments"):
         FrameSampling.segmental(6, rule="tsn").indices(5, 8.0)
-    with pytest.raises(InvalidParameterError, match="segment rule"):
-        FrameSampling("segments", rule="middle")
+    with pytest.raises(ValidationError, match="rule"):
+        FrameSampling(strategy="segments", rule="middle")
+
+
+@pytest.mark.parametrize("spec", [FrameSampling.uniform(5), FrameSampling.linspace(8), FrameSampling.at_fps(2.5),
+                                  FrameSampling.segmental(3, seed=9, rule="tsn"), FrameSampling.every_frame()])
+def test_one_spec_for_requests_results_and_cards(spec):
+    """Requests, results and the model's card carry the one spec, serialized to what its strategy reads."""
+    for model in (ScoreRequest, CompareRequest, CriticResult, ModelInfo):
+        annotation = model.model_fields["default_sampling" if model is ModelInfo else "sampling"].annotation
+        assert FrameSampling in (annotation, *get_args(annotation))
+    wire = ScoreRequest(prompt="p", sampling=spec.describe()).model_dump(mode="json")["sampling"]
+    assert wire == spec.describe() and FrameSampling.model_validate(wire) == spec
+    assert FrameSampling.model_validate_json(spec.model_dump_json()) == spec

@@ -24,7 +24,7 @@ def service(tiny_vlm_path, clips, tiny_adapter):
     from serving import launch
 
     ports = {"http_port": _free_port(), "grpc_port": _free_port()}
-    adapters = {"tuned": str(tiny_adapter[1])}
+    adapters = {"tuned": str(tiny_adapter[1]), "broken": str(clips["clean"].parent / "no-adapter-here")}
     base = dict(model=str(tiny_vlm_path), **ports, allowed_dirs=[str(clips["clean"].parent)],
                 critic={"load_delay_s": 3.0, "rationale_tokens": 4, "adapters": adapters},
                 ingress={"max_request_bytes": 1_000_000, "max_video_bytes": 500_000})
@@ -143,7 +143,7 @@ def test_requests_pick_a_critic_adapter(service, clips):
     client = CriticClient(service.url)
     client.wait_ready(120)
     (info,) = client.models()
-    assert info["adapters"] == ["tuned"]
+    assert info["adapters"] == ["broken", "tuned"]
     base = client.score(clips["clean"], prompt=PROMPT)["result"]
     tuned = client.score(clips["clean"], prompt=PROMPT, adapter="tuned")["result"]
     assert base["adapter"] is None and tuned["adapter"] == "tuned"
@@ -155,6 +155,13 @@ def test_requests_pick_a_critic_adapter(service, clips):
     assert many[0]["result"]["dimensions"] == tuned["dimensions"] and many[1]["result"]["dimensions"] == base["dimensions"]
     with GrpcCriticClient(service.grpc) as g:
         assert g.score(clips["clean"], prompt=PROMPT, adapter="tuned")["result"]["adapter"] == "tuned"
+    # an adapter the model deployment cannot load: its typed error is raised there (not returned as a value)
+    # and reaches the caller as raised, through Ray's RayTaskError
+    with pytest.raises(CriticUnavailableError) as e:
+        CriticClient(service.url, retry=RetryPolicy(max_attempts=1)).score(clips["clean"], prompt=PROMPT,
+                                                                         adapter="broken")
+    assert e.value.status == 500 and e.value.code == "model_load_error" and "'broken'" in e.value.message
+    assert client.score(clips["clean"], prompt=PROMPT, adapter="tuned")["result"]["adapter"] == "tuned"
 
 
 def test_grpc_score_batch_compare_and_errors(service, clips):

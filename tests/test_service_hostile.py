@@ -17,8 +17,8 @@ import pytest
 
 from clients import CriticClient, CriticRequestError, CriticUnavailableError, RetryPolicy
 from clients.grpc import GrpcCriticClient
-from clients import critic_pb2 as pb
-from clients import critic_pb2_grpc
+from contract import critic_pb2 as pb
+from contract import critic_pb2_grpc
 from test_service import PROMPT, _free_port  # one loopback helper for the service tests
 
 pytestmark = pytest.mark.timeout(900)
@@ -261,7 +261,7 @@ def test_openapi_resolves_and_docs_render_offline(svc):
     assert doc["components"]["schemas"]["ScoreRequestForm"]["properties"]["video"]["format"] == "binary"
     assert list(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    result = doc["components"]["schemas"]["ScoreResult"]
+    result = doc["components"]["schemas"]["CriticResult"]
     assert {"reward", "soft_reward", "dimensions", "frame_indices"} <= set(result["properties"])
     assert doc["components"]["schemas"]["ScoreRequest"]["examples"]
     pytest.importorskip("fastapi_offline", reason="the docs assets come with the serving extra's fastapi-offline")

@@ -7,11 +7,11 @@ the evaluation renderer's sets."""
 import numpy as np
 import pytest
 
+from contract.errors import InvalidParameterError
+from contract.sampling import FrameSampling
 from critic.data import eval_renderer, randomised
 from critic.data.ratings import EVAL_ONLY_ANNOTATOR, EvaluationOnlyDataError, read_ratings, read_training_ratings
 from critic.data.synthetic import DIRECTIONS, FIDELITY, MOTION, SEMANTIC, Scene, generate
-from critic.errors import InvalidParameterError
-from critic.sampling import FrameSampling
 
 SEEDS = range(6)
 

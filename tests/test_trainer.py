@@ -162,7 +162,7 @@ def test_preference_methods_train_against_the_service(tmp_path, tiny_pipeline, s
 
 
 def test_real_videos_join_the_rwr_loss(tmp_path, tiny_pipeline, service):
-    from clients.media import encode_video
+    from contract.video import encode_video
     from critic.samples import make_clip
 
     (tmp_path / "real").mkdir()

@@ -107,7 +107,7 @@ def test_reward_gradient_reaches_the_adapter_only_through_the_tail(tmp_path, tin
 
 
 def test_service_path_edits_given_videos(tmp_path, tiny_pipeline, tiny_clip_path, ir_service):
-    from clients.media import encode_video
+    from contract.video import encode_video
     from critic.samples import make_clip
 
     (tmp_path / "v").mkdir()

@@ -4,7 +4,9 @@ default model-free reward must give (frozen vs moving, flickering / noisy vs cle
 import numpy as np
 import pytest
 
-from critic import FrameSampling, encode_video, prepare_input
+from contract.sampling import FrameSampling
+from contract.video import encode_video
+from critic import prepare_input
 from critic.modelfree import ModelFreeCritic, temporal_flickering, temporal_flickering_dis
 from critic.motion import FlowField, dynamic_degree_dis, is_static, motion_smoothness_dis, normalise
 from critic.samples import make_clip

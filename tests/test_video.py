@@ -5,9 +5,9 @@ import av
 import numpy as np
 import pytest
 
-from critic.errors import EmptyVideoError, InvalidVideoError, VideoTooLargeError
+from contract.errors import EmptyVideoError, InvalidVideoError, VideoTooLargeError
+from contract.video import VideoLimits, decode_video, encode_video
 from critic.samples import make_clip
-from critic.video import VideoLimits, decode_video, encode_video
 
 
 def test_round_trip_from_bytes_and_file(tmp_path):

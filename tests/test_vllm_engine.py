@@ -13,12 +13,12 @@ import psutil
 import pytest
 from PIL import Image
 
+from contract.errors import InvalidParameterError, ModelLoadError
+from contract.sampling import FrameSampling
+from contract.video import encode_video
 from critic.backends import load_critic
 from critic.base import prepare_input
-from critic.errors import InvalidParameterError, ModelLoadError
-from critic.sampling import FrameSampling
 from critic.samples import make_clip
-from critic.video import encode_video
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 MODEL = Path(__file__).resolve().parents[1] / "models" / "lift-critic-tiny"

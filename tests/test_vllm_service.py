@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from clients import AsyncCriticClient, CriticClient, CriticRequestError
+from contract.errors import CriticError
+from contract.sampling import FrameSampling
 from critic.backends import load_critic
 from critic.base import prepare_input
-from critic.errors import CriticError
-from critic.sampling import FrameSampling
 from conftest import free_port as _free_port  # one loopback helper for every service test
 
 # no importorskip: in the vllm lane a missing vLLM must fail, not skip

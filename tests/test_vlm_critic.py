@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from critic import FrameSampling, get_rubric, prepare_input
-from critic.errors import InvalidParameterError, InvalidRubricError, ModelLoadError
+from contract.errors import InvalidParameterError, InvalidRubricError, ModelLoadError
+from contract.sampling import FrameSampling
+from critic import get_rubric, prepare_input
 from critic.vlm import VLMCritic
 
 PROMPT = "a red ball rolls across the grass"
@@ -28,7 +29,7 @@ def test_result_shape_and_probabilities(vlm_critic, clips):
     assert r.reward == round(float(np.mean([values[d.label] for d in r.dimensions.values()])), 2)
     assert r.soft_reward == pytest.approx(np.mean([d.score for d in r.dimensions.values()]))
     assert r.model == "tiny-idefics3" and len(r.model_version) == 12
-    assert r.rubric == "lift" and r.sampling == {"strategy": "uniform", "frames": 8}
+    assert r.rubric == "lift" and r.sampling == FrameSampling.uniform(8)
     assert r.frame_indices == FrameSampling.uniform(8).indices(17, 8.0)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from critic.sampling import FrameSampling
+from contract.sampling import FrameSampling
 from trainer.diffusion import decode_frames, embed, encode_frames, latents_to_uint8, predict_velocity, rotary
 from trainer.edit_config import EditConfig
 from trainer.loop import AlignmentLoop, RewardError, Sample

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from clients import CriticClientError
-from clients.media import encode_video
+from contract.video import encode_video
 from trainer.config import ConfigError, LoopConfig
 from trainer.diffusion import DTYPES, configure_memory, latents_to_uint8, trainable_to_float32
 from trainer.distributed import Ranks, checksum

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clients.media import read_frames
+from contract.video import decode_sampled
 from trainer.diffusion import encode_frames, weighted_denoising_loss
 from trainer.loop import AlignmentLoop, Sample
 from trainer.normalize import NORMALIZERS
@@ -51,12 +51,14 @@ def read_real_videos(jsonl: str) -> list[tuple[str, str]]:
 
 
 def read_clip(path: str, c) -> np.ndarray:
-    """The first ``num_frames`` frames of a given video, which must have the generator's size."""
-    frames, _ = read_frames(path)
-    if frames.shape[0] < c.num_frames or frames.shape[1:3] != (c.height, c.width):
-        raise ValueError(f"video {path} is {frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}; "
+    """The first ``num_frames`` frames of a given video (decoded under the default ``VideoLimits``), which
+    must have the generator's size."""
+    clip = decode_sampled(path, lambda n, fps: range(min(n, c.num_frames)))
+    frames = clip.frames
+    if clip.num_frames < c.num_frames or frames.shape[1:3] != (c.height, c.width):
+        raise ValueError(f"video {path} is {clip.num_frames}x{frames.shape[1]}x{frames.shape[2]}; "
                          f"it needs >= {c.num_frames} frames of {c.height}x{c.width}")
-    return frames[: c.num_frames]
+    return frames
 
 
 def weighted_loss(loop: AlignmentLoop, samples: list[Sample], weights: list[float], step: int) -> torch.Tensor:

@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from critic.errors import InvalidParameterError
+from contract.errors import InvalidParameterError, first_error
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,6 @@ def resolve_backend(backend: str | None, model: str | os.PathLike | None) -> str
 def parse_options(model_cls, options: dict[str, Any], backend: str):
     """Validate a backend's options dict into its ``Options`` model (typed error on the first problem)."""
     from pydantic import ValidationError
-
-    from critic.rubrics import first_error
 
     try:
         return model_cls.model_validate(options)

@@ -11,18 +11,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from contract.protocol import CriticResult
 from critic.base import Critic
-from critic.types import CriticResult, ScoreInput
+from critic.types import ScoreInput
 
 
 class AsyncCritic(Critic):
     async def ascore(self, inputs: Sequence[ScoreInput]) -> list[CriticResult]:
-        """Score a batch; returns exactly ``len(inputs)`` results, in order."""
+        """Check and score a batch; returns exactly ``len(inputs)`` results, in order."""
+        inputs = list(inputs)
+        for item in inputs:
+            self.validate(item)
+        return await self.ascore_checked(inputs)
+
+    async def ascore_checked(self, inputs: Sequence[ScoreInput]) -> list[CriticResult]:
+        """Score a batch whose items were checked where they came in (``validate``)."""
         inputs = list(inputs)
         if not inputs:
             return []
-        for item in inputs:
-            self.validate(item)
         results = await self._ascore(inputs)
         if len(results) != len(inputs):
             raise RuntimeError(f"{type(self).__name__} returned {len(results)} results for {len(inputs)} inputs")

@@ -31,15 +31,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.errors import InvalidParameterError, ModelLoadError
+from contract.protocol import AGGREGATES, Aggregate, Aggregation, CriticResult
+from contract.sampling import FrameSampling, SegmentRule
 from critic.base import Critic, dimension_result
-from critic.errors import InvalidParameterError, ModelLoadError
 from critic.modelfree import interpolate_probabilities
-from critic.sampling import FrameSampling
-from critic.types import CriticResult, ScoreInput
+from critic.types import ScoreInput
 from critic.vlm import checkpoint_version
 
-Aggregate = Literal["mean", "attenuated", "attenuated_normalized"]
-AGGREGATES: tuple[str, ...] = ("mean", "attenuated", "attenuated_normalized")
 PROMPT_FIELD = "{prompt}"  # a dimension's question names the text scored; this is replaced by the prompt
 
 
@@ -143,7 +142,7 @@ class Options(BaseModel):
     aggregate: Aggregate = Field("mean", description="Aggregation when a request names none.")
     default_rubric: str = Field("image_reward", description="Rubric used when a request names none.")
     segments: int = Field(4, ge=1, le=256, description="Default sampling: this many segments ...")
-    segment_rule: Literal["cover", "tsn"] = Field("tsn", description="... by this rule (VGen's tsn by default).")
+    segment_rule: SegmentRule = Field("tsn", description="... by this rule (VGen's tsn by default).")
 
 
 class ImageRewardCritic(Critic):
@@ -163,8 +162,7 @@ class ImageRewardCritic(Critic):
         self.default_rubric, self.default_aggregate = o.default_rubric, o.aggregate
         self.default_sampling = FrameSampling.segmental(o.segments, rule=o.segment_rule)
 
-    def validate(self, item: ScoreInput) -> None:
-        super().validate(item)
+    def check_input(self, item: ScoreInput) -> None:
         if item.aggregate is not None and item.aggregate not in AGGREGATES:
             raise InvalidParameterError(f"unknown aggregate {item.aggregate!r}; use one of {list(AGGREGATES)}")
         if not math.isfinite(item.attenuation_lambda) or item.attenuation_lambda < 0:
@@ -198,8 +196,8 @@ class ImageRewardCritic(Critic):
             start += n
             res = self.make_result(it, dims, {"model_s": (t_model - t0) / len(inputs), "batch_size": float(len(inputs))})
             res.frame_scores = per_frame
-            res.aggregation = {"method": method, "attenuation_lambda": it.attenuation_lambda,
-                               "num_frames": it.video_frames}
+            res.aggregation = Aggregation(method=method, attenuation_lambda=it.attenuation_lambda,
+                                          num_frames=it.video_frames)
             results.append(res)
         return results
 

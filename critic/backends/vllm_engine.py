@@ -36,11 +36,12 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.errors import CriticError, InvalidParameterError, ModelLoadError
+from contract.protocol import CriticResult
+from contract.sampling import FrameSampling
 from critic.backends.engine import AsyncCritic
 from critic.base import dimension_result
-from critic.errors import CriticError, InvalidParameterError, ModelLoadError, UnknownAdapterError
-from critic.sampling import FrameSampling
-from critic.types import CriticResult, ScoreInput
+from critic.types import ScoreInput
 from critic.vlm import VLMCritic, checkpoint_version, trained_defaults
 
 
@@ -163,6 +164,9 @@ class VLLMCritic(AsyncCritic, VLMCritic):
 
     # ---- adapters: vLLM LoRA --------------------------------------------------------------
 
+    def adapters(self) -> list[str]:
+        return sorted(self._adapters)
+
     def load_adapter(self, name: str, path: str | os.PathLike) -> None:
         """Register a peft LoRA adapter (from `lift-critic train`) with the engine and load it now,
         so a bad adapter fails here (typed) rather than on a request."""
@@ -198,8 +202,7 @@ class VLLMCritic(AsyncCritic, VLMCritic):
     async def _score_all(self, inputs: list[ScoreInput]) -> list[CriticResult]:
         return list(await asyncio.gather(*(self._score_one(item) for item in inputs)))
 
-    def validate(self, item: ScoreInput) -> None:
-        super().validate(item)
+    def check_input(self, item: ScoreInput) -> None:
         if len(item.frames) > self.options.max_frames:
             raise InvalidParameterError(f"{len(item.frames)} frames; the vllm backend takes at most "
                                         f"{self.options.max_frames} (backend option max_frames)")
@@ -210,9 +213,7 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         plans = self._plan(item.rubric, n)
         prefix = self._encode(self._layout(n).prefix_for(item.prompt))  # vLLM expands each <image> itself
         images = [Image.fromarray(f) for f in item.frames]
-        lora = self._adapters.get(item.adapter) if item.adapter else None
-        if item.adapter and lora is None:
-            raise UnknownAdapterError(f"adapter {item.adapter!r} is not loaded; available: {self.adapters()}")
+        lora = self._adapters[item.adapter] if item.adapter else None  # checked on the way in (ModelInfo.check)
         ask = lambda plan: self._ask(prefix + plan.context_ids, images, plan, lora)  # noqa: E731
         first = await ask(plans[0])  # computes (and caches) the video's prefix
         answers = [first, *await asyncio.gather(*(ask(p) for p in plans[1:]))]

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.errors import InvalidParameterError
+from contract.sampling import FrameSampling
+from contract.video import encode_video
 from critic.data.ratings import EVAL_ONLY_ANNOTATOR, RatedVideo, write_jsonl
 from critic.data.synthetic import BACKGROUNDS, COLOURS, COUNTS, FIDELITY, MOTION, SEMANTIC, SHAPES, Scene
-from critic.errors import InvalidParameterError
-from critic.sampling import FrameSampling
-from critic.video import encode_video
 
 FRAME_SIZES = ((56, 56), (88, 88), (104, 104), (60, 80), (80, 104), (72, 56))
 FRAME_RATES = (5, 7, 9, 14, 20)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from contract.sampling import FrameSampling
+from contract.video import encode_video
 from critic.data.synthetic import FIDELITY, MOTION, SEMANTIC, WIDE, Scene, _other, _pick
-from critic.sampling import FrameSampling
-from critic.video import encode_video
 
 SIZES = ((48, 48), (64, 64), (64, 64), (80, 80), (96, 96), (64, 96), (96, 64), (72, 96))
 RATES = (6, 8, 10, 12, 15, 24)

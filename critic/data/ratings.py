@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from critic.errors import CriticError
+from contract.errors import CriticError
 from critic.prompting import format_answer
 from critic.rubrics import Rubric, get_rubric
 

@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.errors import InvalidParameterError
+from contract.video import encode_video
 from critic.data.ratings import Rating, RatedVideo, write_jsonl
-from critic.errors import InvalidParameterError
-from critic.video import encode_video
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "yellow": (235, 215, 40), "white": (245, 245, 245),
            "purple": (150, 50, 200), "orange": (245, 140, 20)}

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from critic.errors import CriticError, InvalidRubricError, UnknownRubricError
-from critic.sampling import FrameSampling
+from contract.errors import InvalidRubricError, UnknownRubricError, first_error
+from contract.sampling import FrameSampling
 
 _HERE = Path(__file__).parent
 
@@ -45,7 +45,7 @@ class Rubric(BaseModel):
         description="'label': weighted mean of the hard labels' values (as LiFT); "
         "'score': weighted mean of the soft scores (expectation over label probabilities).",
     )
-    sampling: dict[str, Any] | None = Field(
+    sampling: FrameSampling | None = Field(
         None, description="Frame sampling used when a request names none (before the critic's default), "
         "e.g. LiFT's {strategy: linspace, frames: 8}.")
     reward_round: int | None = Field(
@@ -71,16 +71,11 @@ class Rubric(BaseModel):
             raise ValueError(f"duplicate label names: {labels}")
         if sum(d.weight for d in self.dimensions) <= 0:
             raise ValueError("at least one dimension needs a positive weight")
-        if self.sampling is not None:
-            try:
-                FrameSampling(**self.sampling)
-            except (CriticError, TypeError) as e:
-                raise ValueError(f"sampling: {e}") from None
         return self
 
     def frame_sampling(self, fallback: FrameSampling) -> FrameSampling:
         """The rubric's own frame sampling if it names one, else ``fallback`` (the critic's default)."""
-        return FrameSampling(**self.sampling) if self.sampling is not None else fallback
+        return self.sampling if self.sampling is not None else fallback
 
     @property
     def label_values(self) -> list[float]:
@@ -114,12 +109,6 @@ def load_rubric_file(path: str | os.PathLike) -> Rubric:
     if not isinstance(data, dict):
         raise InvalidRubricError(f"rubric file {os.fspath(path)!r} must hold a mapping")
     return parse_rubric(data, source=os.fspath(path))
-
-
-def first_error(e: ValidationError, what: str) -> str:
-    """``"where: what is wrong"`` for the first problem pydantic found (``what`` when it is the whole)."""
-    first = e.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc']) or what}: {first['msg']}"
 
 
 def parse_rubric(data: dict, source: str = "<dict>") -> Rubric:

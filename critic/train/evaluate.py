@@ -4,10 +4,10 @@ and a confusion table. ``lift-critic eval --model PATH --data ratings.jsonl``.""
 
 from __future__ import annotations
 
+from contract.sampling import FrameSampling
 from critic.base import Critic, prepare_input
 from critic.data.ratings import RatedVideo, read_ratings, video_path
 from critic.rubrics import get_rubric
-from critic.sampling import FrameSampling
 from critic.train import metrics
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 import yaml
 
-from critic.errors import InvalidParameterError
+from contract.errors import InvalidParameterError
 
 
 @dataclass

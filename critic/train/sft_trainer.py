@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from contract.sampling import FrameSampling
 from critic.base import prepare_input
 from critic.data.ratings import RatedVideo, read_training_ratings, video_path
 from critic.prompting import format_answer, prompt_layout
 from critic.rubrics import get_rubric
-from critic.sampling import FrameSampling
 from critic.train.sft_config import SFTConfig
 
 

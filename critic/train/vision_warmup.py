@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from critic.errors import InvalidParameterError
+from contract.errors import InvalidParameterError
 
 
 class PooledProbe(nn.Module):

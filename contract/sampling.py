@@ -1,4 +1,4 @@
-"""Frame sampling: which decoded frames the critic looks at.
+"""Frame sampling: which decoded frames the critic looks at. The one spec and its index rules.
 
 Five strategies, each deterministic (segmental sampling for a given seed):
 
@@ -11,71 +11,78 @@ Five strategies, each deterministic (segmental sampling for a given seed):
   whole clip into K near-equal segments; ``tsn`` (VGen's, as InstructVideo trains with it)
   uses segments of span F // K from the start, so the tail F mod K frames are never drawn;
 - ``all``: every decoded frame (what frame-difference metrics need).
+
+The same model is the request's ``sampling`` field (HTTP, gRPC, the CLI's flags), a rubric's
+and a critic's default, and the ``sampling`` every result reports. It serializes to the fields
+its strategy reads (``{"strategy": "uniform", "frames": 8}``), and reads back to an equal spec.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from critic.errors import InvalidParameterError
+from contract.errors import InvalidParameterError
 
 Strategy = Literal["uniform", "linspace", "fps", "segments", "all"]
-STRATEGIES = ("uniform", "linspace", "fps", "segments", "all")
 SegmentRule = Literal["cover", "tsn"]
 MAX_SAMPLED_FRAMES = 256
 
+# the fields each strategy reads (a segments spec names its rule only when it is not the default)
+_READS = {"uniform": ("frames",), "linspace": ("frames",), "fps": ("fps",), "segments": ("segments", "seed", "rule"),
+          "all": ()}
 
-@dataclass(frozen=True)
-class FrameSampling:
-    strategy: Strategy = "uniform"
-    frames: int = 8  # for "uniform" and "linspace"
-    fps: float | None = None  # for "fps"
-    segments: int = 4  # for "segments"
-    seed: int = 0  # for "segments"
-    rule: SegmentRule = "cover"  # for "segments"
 
-    def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise InvalidParameterError(f"unknown frame sampling strategy {self.strategy!r}")
-        if self.strategy in ("uniform", "linspace") and not 1 <= self.frames <= MAX_SAMPLED_FRAMES:
-            raise InvalidParameterError(f"frames must be in [1, {MAX_SAMPLED_FRAMES}], got {self.frames}")
-        if self.strategy == "fps" and (self.fps is None or not 0 < self.fps <= 240):
-            raise InvalidParameterError(f"fps must be in (0, 240], got {self.fps}")
-        if self.strategy == "segments" and not 1 <= self.segments <= MAX_SAMPLED_FRAMES:
-            raise InvalidParameterError(f"segments must be in [1, {MAX_SAMPLED_FRAMES}], got {self.segments}")
-        if self.rule not in ("cover", "tsn"):
-            raise InvalidParameterError(f"unknown segment rule {self.rule!r}; use 'cover' or 'tsn'")
+class FrameSampling(BaseModel):
+    """Which frames the critic looks at; absent fields take these defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              json_schema_extra={"examples": [{"strategy": "uniform", "frames": 8}]})
+    strategy: Strategy = Field("uniform", description="Sampling strategy.")
+    frames: int = Field(8, ge=1, le=MAX_SAMPLED_FRAMES, description="uniform, linspace: number of frames.")
+    fps: float | None = Field(None, gt=0, le=240, description="fps: frames per second to sample.")
+    segments: int = Field(4, ge=1, le=MAX_SAMPLED_FRAMES, description="segments: number of segments (one frame each).")
+    seed: int = Field(0, ge=0, description="segments: seed of the offsets.")
+    rule: SegmentRule = Field("cover", description="segments: 'cover' spans the whole clip; 'tsn' (VGen) uses "
+                              "spans of F // K frames from the start, never the tail.")
+
+    @model_validator(mode="after")
+    def _fps_needed(self):
+        if self.strategy == "fps" and self.fps is None:
+            raise ValueError("strategy 'fps' needs 'fps'")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _relevant(self, handler):
+        d = handler(self)
+        keep = [k for k in _READS[self.strategy] if not (k == "rule" and self.rule == "cover")]
+        return {"strategy": d["strategy"], **{k: d[k] for k in keep}}
 
     @classmethod
     def uniform(cls, frames: int = 8) -> "FrameSampling":
-        return cls("uniform", frames=frames)
+        return cls(strategy="uniform", frames=frames)
 
     @classmethod
     def linspace(cls, frames: int = 8) -> "FrameSampling":
-        return cls("linspace", frames=frames)
+        return cls(strategy="linspace", frames=frames)
 
     @classmethod
     def at_fps(cls, fps: float) -> "FrameSampling":
-        return cls("fps", fps=fps)
+        return cls(strategy="fps", fps=fps)
 
     @classmethod
     def segmental(cls, segments: int = 4, seed: int = 0, rule: SegmentRule = "cover") -> "FrameSampling":
-        return cls("segments", segments=segments, seed=seed, rule=rule)
+        return cls(strategy="segments", segments=segments, seed=seed, rule=rule)
 
     @classmethod
     def every_frame(cls) -> "FrameSampling":
-        return cls("all")
+        return cls(strategy="all")
 
     def describe(self) -> dict:
-        keep = {"uniform": ("frames",), "linspace": ("frames",), "fps": ("fps",), "segments": ("segments", "seed"),
-                "all": ()}[self.strategy]
-        if self.strategy == "segments" and self.rule != "cover":  # the default rule stays implicit
-            keep = (*keep, "rule")
-        d = asdict(self)
-        return {"strategy": self.strategy, **{k: d[k] for k in keep}}
+        """The fields this strategy reads: what results report."""
+        return self.model_dump()
 
     def indices(self, num_frames: int, video_fps: float) -> list[int]:
         """Sorted, distinct frame indices into a clip of ``num_frames`` at ``video_fps``."""

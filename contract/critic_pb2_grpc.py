@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from clients import critic_pb2 as clients_dot_critic__pb2
+from contract import critic_pb2 as contract_dot_critic__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in clients/critic_pb2_grpc.py depends on'
+        + ' but the generated code in contract/critic_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,18 +36,18 @@ class CriticServiceStub:
         """
         self.Score = channel.unary_unary(
                 '/liftcritic.CriticService/Score',
-                request_serializer=clients_dot_critic__pb2.ScoreRequest.SerializeToString,
-                response_deserializer=clients_dot_critic__pb2.ScoreReply.FromString,
+                request_serializer=contract_dot_critic__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=contract_dot_critic__pb2.ScoreReply.FromString,
                 _registered_method=True)
         self.ScoreBatch = channel.unary_unary(
                 '/liftcritic.CriticService/ScoreBatch',
-                request_serializer=clients_dot_critic__pb2.ScoreBatchRequest.SerializeToString,
-                response_deserializer=clients_dot_critic__pb2.ScoreBatchReply.FromString,
+                request_serializer=contract_dot_critic__pb2.ScoreBatchRequest.SerializeToString,
+                response_deserializer=contract_dot_critic__pb2.ScoreBatchReply.FromString,
                 _registered_method=True)
         self.Compare = channel.unary_unary(
                 '/liftcritic.CriticService/Compare',
-                request_serializer=clients_dot_critic__pb2.CompareRequest.SerializeToString,
-                response_deserializer=clients_dot_critic__pb2.CompareReply.FromString,
+                request_serializer=contract_dot_critic__pb2.CompareRequest.SerializeToString,
+                response_deserializer=contract_dot_critic__pb2.CompareReply.FromString,
                 _registered_method=True)
 
 
@@ -77,18 +77,18 @@ def add_CriticServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Score': grpc.unary_unary_rpc_method_handler(
                     servicer.Score,
-                    request_deserializer=clients_dot_critic__pb2.ScoreRequest.FromString,
-                    response_serializer=clients_dot_critic__pb2.ScoreReply.SerializeToString,
+                    request_deserializer=contract_dot_critic__pb2.ScoreRequest.FromString,
+                    response_serializer=contract_dot_critic__pb2.ScoreReply.SerializeToString,
             ),
             'ScoreBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.ScoreBatch,
-                    request_deserializer=clients_dot_critic__pb2.ScoreBatchRequest.FromString,
-                    response_serializer=clients_dot_critic__pb2.ScoreBatchReply.SerializeToString,
+                    request_deserializer=contract_dot_critic__pb2.ScoreBatchRequest.FromString,
+                    response_serializer=contract_dot_critic__pb2.ScoreBatchReply.SerializeToString,
             ),
             'Compare': grpc.unary_unary_rpc_method_handler(
                     servicer.Compare,
-                    request_deserializer=clients_dot_critic__pb2.CompareRequest.FromString,
-                    response_serializer=clients_dot_critic__pb2.CompareReply.SerializeToString,
+                    request_deserializer=contract_dot_critic__pb2.CompareRequest.FromString,
+                    response_serializer=contract_dot_critic__pb2.CompareReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -116,8 +116,8 @@ class CriticService:
             request,
             target,
             '/liftcritic.CriticService/Score',
-            clients_dot_critic__pb2.ScoreRequest.SerializeToString,
-            clients_dot_critic__pb2.ScoreReply.FromString,
+            contract_dot_critic__pb2.ScoreRequest.SerializeToString,
+            contract_dot_critic__pb2.ScoreReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -143,8 +143,8 @@ class CriticService:
             request,
             target,
             '/liftcritic.CriticService/ScoreBatch',
-            clients_dot_critic__pb2.ScoreBatchRequest.SerializeToString,
-            clients_dot_critic__pb2.ScoreBatchReply.FromString,
+            contract_dot_critic__pb2.ScoreBatchRequest.SerializeToString,
+            contract_dot_critic__pb2.ScoreBatchReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -170,8 +170,8 @@ class CriticService:
             request,
             target,
             '/liftcritic.CriticService/Compare',
-            clients_dot_critic__pb2.CompareRequest.SerializeToString,
-            clients_dot_critic__pb2.CompareReply.FromString,
+            contract_dot_critic__pb2.CompareRequest.SerializeToString,
+            contract_dot_critic__pb2.CompareReply.FromString,
             options,
             channel_credentials,
             insecure,
