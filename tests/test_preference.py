@@ -105,6 +105,9 @@ def test_paired_draws_share_timestep_and_noise_like_the_original():
     assert not torch.equal(noise[:3], noise[3:])
     with pytest.raises(ValueError):
         draw_noise(sched, x0[:5], torch.Generator(), paired=True)
+    shared = draw_noise(sched, x0, torch.Generator().manual_seed(1), shared=True)  # KTO's noise: shared
+    assert torch.equal(shared.t, shared.t[:1].repeat(6))
+    assert torch.equal(shared.noise, shared.noise[:1].expand_as(shared.noise))
 
 
 @pytest.fixture(scope="module")

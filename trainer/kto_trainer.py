@@ -29,8 +29,14 @@ class KTOTrainer(IPOLoop):
         if c.balance == "class":
             rows = balanced_draw(desirable, c.positive_ratio, gen).tolist()
         x0 = torch.stack([samples[i].latents for i in rows]).to(self.device)
-        policy, reference = prediction_errors(self.pipe, x0, [samples[i].prompt for i in rows], gen)
-        loss = kto_loss(policy, reference, desirable[rows].to(self.device), c.beta,
-                        c.desirable_weight, c.undesirable_weight)
-        return {"loss": self.optimize(loss), "desirable": int(desirable.sum()),
+        policy, reference = prediction_errors(self.pipe, x0, [samples[i].prompt for i in rows], gen,
+                                              shared=c.noise == "shared")
+        labels = desirable[rows].to(self.device)
+        implicit = (reference - policy).detach()
+        # the reference point: the implicit reward's mean over every rank's rows (the original all-reduces it, L1470)
+        batch_mean = torch.tensor(statistics.fmean(self.ranks.gather([float(implicit.mean())])), device=self.device)
+        loss = kto_loss(policy, reference, labels, c.beta, c.desirable_weight, c.undesirable_weight, batch_mean)
+        return {"loss": self.optimize(loss), "desirable": int(desirable.sum()), "kl": float(batch_mean.clamp(min=0)),
+                "implicit_desirable": float(implicit[labels].mean()) if labels.any() else 0.0,
+                "implicit_undesirable": float(implicit[~labels].mean()) if (~labels).any() else 0.0,
                 "journal": {"threshold": threshold, "drawn": rows}}
