@@ -25,7 +25,8 @@ class EditConfig(LoopConfig):
     edit_steps: int = field(default=20, metadata={"help": "DDIM schedule length of the editing chain (VGen: 20)."})
     edit_strength: float = field(default=0.6, metadata={"help": "Share of the chain that is re-run: the video is "
                                                                  "noised to this level and denoised from there "
-                                                                 "(VGen: 12 of 20 steps, 0.6)."})
+                                                                 "(VGen: 12 of 20 steps, 0.6; the step count is "
+                                                                 "truncated, int(edit_steps x edit_strength))."})
     edit_guidance: float = field(default=3.0, metadata={"help": "Classifier-free guidance inside the partial chain "
                                                                  "(VGen: 3.0; 1: off)."})
     offset_noise: float = field(default=0.1, metadata={"help": "Temporal offset noise: a per-frame, per-channel "

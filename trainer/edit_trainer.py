@@ -72,7 +72,8 @@ class EditTrainer(AlignmentLoop):
     # ---- the edit -------------------------------------------------------------------------------
 
     def chain(self) -> torch.Tensor:
-        """The partial chain's timesteps: the last ``edit_strength`` of the model's own ``edit_steps``-step schedule."""
+        """The partial chain's timesteps: the last ``edit_strength`` of the model's own ``edit_steps``-step schedule
+        (CogVideoX's is "trailing", 999 ... 49; VGen's ModelScope schedule is "leading" + 1, 951 ... 1)."""
         self.pipe.scheduler.set_timesteps(self.config.edit_steps)
         return partial_chain(self.pipe.scheduler.timesteps, self.config.edit_strength)
 

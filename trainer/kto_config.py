@@ -20,7 +20,8 @@ class KTOConfig(IPOConfig):
     balance: str = field(default="class", metadata={"help": "class: Diffusion-KTO's class-balanced draw, the "
                                                             "labelled batch is redrawn with replacement so that "
                                                             "desirable videos make up positive_ratio of it in "
-                                                            "expectation; none: train on the batch as labelled."})
+                                                            "expectation; none: train on the batch as labelled (on the "
+                                                            "model's own samples: see README, KTO)."})
     positive_ratio: float = field(default=0.8, metadata={"help": "Expected share of desirable videos in a class-"
                                                                  "balanced draw (Diffusion-KTO's example run: 0.8)."})
     noise: str = field(default="per_sample", metadata={"help": "per_sample: each row its own timestep and noise "
