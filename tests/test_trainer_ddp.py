@@ -28,7 +28,7 @@ CASES = {
     "rwr": dict(method="rwr", normalization="batch_z", sampling={"strategy": "all"}),
     "edit": dict(method="edit", reward="differentiable", edit_steps=4, gradient_checkpointing=True),
     "dpo": dict(method="dpo", label_by="scores", min_margin=0.0, sampling={"strategy": "all"}, **IPO),
-    "kto": dict(method="kto", sampling={"strategy": "all"}, **IPO),
+    "kto": dict(method="kto", balance="none", noise="shared", sampling={"strategy": "all"}, **IPO),  # as align runs
 }
 
 
@@ -82,6 +82,8 @@ def test_two_ranks_share_batches_keep_identical_adapters_and_resume(tmp_path, ti
         assert sorted(p.name for p in (tmp_path / "full" / "rounds" / "round_001").iterdir()) == ["rank_0.pt",
                                                                                                  "rank_1.pt"]
         assert [r["round"] for r in rows] == [0] * 8 + [1] * 8
+    if case.get("noise") == "shared":  # one timestep for the step's whole batch, both ranks' rows
+        assert all(len({t for r in rows[4 * s: 4 * s + 4] for t in r["timesteps"]}) == 1 for s in range(4))
 
     # killed after 3 steps (checkpoint at 2; for IPO mid-round), then resumed: the uninterrupted run's journal
     killed = _yaml(tmp_path, tiny_pipeline, "killed", **case)

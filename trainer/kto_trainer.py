@@ -6,6 +6,7 @@ import statistics
 
 import torch
 
+from trainer.diffusion import draw_noise
 from trainer.kto_config import KTOConfig
 from trainer.ipo import IPOLoop
 from trainer.loop import Sample
@@ -29,8 +30,11 @@ class KTOTrainer(IPOLoop):
         if c.balance == "class":
             rows = balanced_draw(desirable, c.positive_ratio, gen).tolist()
         x0 = torch.stack([samples[i].latents for i in rows]).to(self.device)
-        policy, reference = prediction_errors(self.pipe, x0, [samples[i].prompt for i in rows], gen,
-                                              shared=c.noise == "shared")
+        shared = c.noise == "shared"
+        # shared: one t and noise for the whole batch, every rank's rows included (the same draw on every rank)
+        draw = draw_noise(self.pipe.scheduler, x0, self.loss_generator(step, per_rank=False) if shared else gen,
+                          shared=shared)
+        policy, reference = prediction_errors(self.pipe, x0, [samples[i].prompt for i in rows], None, draw=draw)
         labels = desirable[rows].to(self.device)
         implicit = (reference - policy).detach()
         # the reference point: the implicit reward's mean over every rank's rows (the original all-reduces it, L1470)
@@ -39,4 +43,4 @@ class KTOTrainer(IPOLoop):
         return {"loss": self.optimize(loss), "desirable": int(desirable.sum()), "kl": float(batch_mean.clamp(min=0)),
                 "implicit_desirable": float(implicit[labels].mean()) if labels.any() else 0.0,
                 "implicit_undesirable": float(implicit[~labels].mean()) if (~labels).any() else 0.0,
-                "journal": {"threshold": threshold, "drawn": rows}}
+                "journal": {"threshold": threshold, "drawn": rows, "timesteps": draw.t.tolist()}}
