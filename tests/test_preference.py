@@ -105,6 +105,9 @@ def test_paired_draws_share_timestep_and_noise_like_the_original():
     assert not torch.equal(noise[:3], noise[3:])
     with pytest.raises(ValueError):
         draw_noise(sched, x0[:5], torch.Generator(), paired=True)
+    shared = draw_noise(sched, x0, torch.Generator().manual_seed(1), shared=True)  # KTO's noise: shared
+    assert torch.equal(shared.t, shared.t[:1].repeat(6))
+    assert torch.equal(shared.noise, shared.noise[:1].expand_as(shared.noise))
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +189,29 @@ def test_class_balanced_draw_reaches_the_positive_ratio():
     assert share.item() == pytest.approx(0.8, abs=0.02)
     with pytest.raises(ValueError):
         balanced_draw(desirable, 1.5, gen)
+
+
+def test_kto_defaults_are_diffusion_ktos():
+    from trainer.kto_config import KTOConfig
+
+    c = KTOConfig(pipeline="p", prompts="q", output_dir="o")
+    # beta_dpo 1000 (L387-391), the class-balanced sampler at exps/example.sh's 0.8, one t and noise per image
+    assert (c.beta, c.balance, c.positive_ratio, c.noise, c.desirable_weight, c.undesirable_weight) == \
+        (1000.0, "class", 0.8, "per_sample", 1.0, 1.0)
+
+
+def test_kto_shared_noise_gives_a_video_labelled_both_ways_no_gradient(lora_pipe):
+    """With one t and noise for the batch, a video that is both desirable and undesirable carries no
+    preference: the two rows' gradients cancel (as Diffusion-DPO's identical pair); per-row draws do not."""
+    pipe = lora_pipe
+    x = torch.randn(1, 3, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([True, False])
+    grads = {}
+    for shared in (True, False):
+        pipe.transformer.zero_grad()
+        policy, reference = prediction_errors(pipe, torch.cat([x, x]), ["a red ball"] * 2,
+                                              torch.Generator().manual_seed(3), shared=shared)
+        kto_loss(policy, reference, labels, 0.5).backward()
+        grads[shared] = max(float(g.abs().max()) for g in _lora_grads(pipe))
+    pipe.transformer.zero_grad()
+    assert grads[True] < 1e-6 * grads[False], grads

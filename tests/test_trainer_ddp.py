@@ -1,6 +1,8 @@
 """`accelerate launch` with 2 CPU processes (gloo) against one real service: the ranks share each
 batch, their adapters stay identical, the one journal has exactly one line per sample, and a
-killed and resumed run gives the uninterrupted run's journal."""
+killed and resumed run gives the uninterrupted run's journal. For RWR, the edit method (its
+default, differentiable reward path) and IPO rounds of DPO and KTO (the reference refreshed each
+round; the run is killed mid-round)."""
 
 from __future__ import annotations
 
@@ -20,11 +22,20 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["a red ball moves over green grass", "a blue square moves over a grey road", "two yellow balls move"]
 
 
+IPO = dict(schedule="rounds", steps_per_round=2, refresh_reference=True, beta=50.0)
+# method -> its settings (4 steps of 4 videos, checkpoints at steps 2 and 4)
+CASES = {
+    "rwr": dict(method="rwr", normalization="batch_z", sampling={"strategy": "all"}),
+    "edit": dict(method="edit", reward="differentiable", edit_steps=4, gradient_checkpointing=True),
+    "dpo": dict(method="dpo", label_by="scores", min_margin=0.0, sampling={"strategy": "all"}, **IPO),
+    "kto": dict(method="kto", balance="none", noise="shared", sampling={"strategy": "all"}, **IPO),  # as align runs
+}
+
+
 def _yaml(tmp_path, pipeline, name: str, **kw) -> Path:
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
-    cfg = dict(method="rwr", pipeline=str(pipeline), prompts=str(tmp_path / "prompts.txt"),
-               output_dir=str(tmp_path / name), rubric="brightness", sampling={"strategy": "all"}, steps=4,
-               batch_size=4, inference_steps=2, lr=3e-3, checkpoint_every=2, normalization="batch_z", seed=1,
+    cfg = dict(pipeline=str(pipeline), prompts=str(tmp_path / "prompts.txt"), output_dir=str(tmp_path / name),
+               rubric="brightness", steps=4, batch_size=4, inference_steps=2, lr=3e-3, checkpoint_every=2, seed=1,
                tensorboard=False, **kw)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -48,8 +59,11 @@ def _journal(out: Path) -> list[dict]:
     return [json.loads(line) for line in open(out / "journal.jsonl")]
 
 
-def test_two_ranks_share_batches_keep_identical_adapters_and_resume(tmp_path, tiny_pipeline, service):
-    full = launch(_yaml(tmp_path, tiny_pipeline, "full"), service)
+@pytest.mark.parametrize("method", list(CASES))
+def test_two_ranks_share_batches_keep_identical_adapters_and_resume(tmp_path, tiny_pipeline, tiny_clip_path, service,
+                                                                    method):
+    case = {**CASES[method], **({"reward_model": str(tiny_clip_path)} if method == "edit" else {})}
+    full = launch(_yaml(tmp_path, tiny_pipeline, "full", **case), service)
     assert full["world_size"] == 2 and full["steps"] == 4
     assert len(full["rank_adapters"]) == 2 and len(set(full["rank_adapters"])) == 1  # the ranks never diverged
     rows = _journal(tmp_path / "full")
@@ -64,8 +78,15 @@ def test_two_ranks_share_batches_keep_identical_adapters_and_resume(tmp_path, ti
 
     assert load_file(tmp_path / "full" / "adapter" / "pytorch_lora_weights.safetensors")
 
-    # killed after 3 steps (checkpoint at 2), then resumed: the same journal as the uninterrupted run
-    killed = _yaml(tmp_path, tiny_pipeline, "killed")
+    if "steps_per_round" in case:  # IPO rounds: each rank kept its share of each round's labelled set
+        assert sorted(p.name for p in (tmp_path / "full" / "rounds" / "round_001").iterdir()) == ["rank_0.pt",
+                                                                                                 "rank_1.pt"]
+        assert [r["round"] for r in rows] == [0] * 8 + [1] * 8
+    if case.get("noise") == "shared":  # one timestep for the step's whole batch, both ranks' rows
+        assert all(len({t for r in rows[4 * s: 4 * s + 4] for t in r["timesteps"]}) == 1 for s in range(4))
+
+    # killed after 3 steps (checkpoint at 2; for IPO mid-round), then resumed: the uninterrupted run's journal
+    killed = _yaml(tmp_path, tiny_pipeline, "killed", **case)
     first = launch(killed, service, "--stop-after", "3")
     assert first["steps"] == 3 and len(_journal(tmp_path / "killed")) == 12
     second = launch(killed, service)

@@ -134,3 +134,105 @@ def test_edit_config_checks():
     c = EditConfig(**base, reward_model="clip")
     assert (c.edit_steps, c.edit_strength, c.edit_guidance, c.offset_noise, c.segments, c.aggregate, c.grad_steps) == \
         (20, 0.6, 3.0, 0.1, 4, "attenuated", 1)
+
+
+# ---- VGen's partial chain and temporal offset noise, transcribed (ali-vilab/VGen @4014d1f) ------------------------
+
+VGEN_DDIM = 20  # configs/instructvideo/train/reward_webvid_ani45_20_..._ddim20.yaml L78-79
+
+
+def _vgen_steps(num_timesteps=1000, ddim_timesteps=VGEN_DDIM):
+    # tools/modules/diffusions/diffusion_ddim.py L528
+    return (1 + torch.arange(0, num_timesteps, num_timesteps // ddim_timesteps)).clamp(0, num_timesteps - 1).flip(0)
+
+
+def _vgen_partial(starting_partial, trunc_backprop_timestep):
+    """(t_round, the chain's steps, the steps run without gradient): train_t2v_instructvideo_entrance.py L319 and
+    diffusion_ddim.py L528-530, L539."""
+    ddim_steps = _vgen_steps().tolist()
+    t_round = ddim_steps[-int(starting_partial * VGEN_DDIM)]
+    steps = _vgen_steps()
+    starting_step = int(len(steps) * starting_partial)
+    steps = steps[-starting_step:]
+    no_grad = [int(s) for s in steps if s > steps[-trunc_backprop_timestep]]
+    return t_round, steps.tolist(), no_grad
+
+
+def _vgen_spaced_scheduler(**kw):
+    """A DDIM schedule spaced as VGen's ("leading", offset 1: 951, 901, ..., 1; its last step goes to abar[0])."""
+    from diffusers import CogVideoXDDIMScheduler
+
+    return CogVideoXDDIMScheduler(timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, **kw)
+
+
+@pytest.mark.parametrize("strength", [0.6, 0.55, 0.63, 0.3, 0.05, 1.0])
+def test_partial_chain_is_vgens(strength):
+    from trainer.edit_trainer import partial_chain
+
+    sched = _vgen_spaced_scheduler()
+    sched.set_timesteps(VGEN_DDIM)
+    assert sched.timesteps.tolist() == _vgen_steps().tolist()
+    ours = partial_chain(sched.timesteps, strength).tolist()
+    for trunc in range(1, len(ours) + 1):
+        t_round, steps, no_grad = _vgen_partial(strength, trunc)
+        assert ours == steps and ours[0] == t_round  # noised to the chain's first step, then the chain runs
+        assert ours[: len(ours) - trunc] == no_grad  # grad_steps = trunc_backprop_timestep
+    if strength == 0.63:  # 12.6 steps: VGen truncates to 12 (rounding the skipped share gave 13)
+        assert len(ours) == 12
+    with pytest.raises(ValueError, match="no step"):  # VGen's steps[-0:] would silently run the whole chain
+        partial_chain(sched.timesteps, 0.04)
+
+
+def test_temporal_offset_noise_is_vgens():
+    from trainer.edit_trainer import temporal_offset_noise
+
+    shape = (2, 3, 4, 5, 6)  # ours (B, F, C, h, w); VGen's video_data is (B, C, F, h, w)
+    ours = temporal_offset_noise(torch.Size(shape), 0.1, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    draws = iter([torch.randn(shape, generator=g).transpose(1, 2), torch.randn((2, 3, 4, 1, 1), generator=g)
+                  .transpose(1, 2)])  # the same Gaussian draws, in VGen's layout
+
+    def vgen(video_data, strength):
+        # tools/train/train_t2v_instructvideo_entrance.py L338-341 (torch.randn -> the draws above)
+        noise = next(draws)
+        b, c, f, h, w = video_data.shape
+        offset_noise = next(draws)
+        assert offset_noise.shape == (b, c, f, 1, 1)
+        return noise + strength * offset_noise
+
+    assert torch.equal(ours, vgen(torch.zeros(2, 4, 3, 5, 6), 0.1).transpose(1, 2))
+    big = temporal_offset_noise(torch.Size((4, 13, 16, 8, 8)), 0.1, torch.Generator().manual_seed(0))
+    base = torch.randn((4, 13, 16, 8, 8), generator=torch.Generator().manual_seed(0))
+    offset = big - base  # one constant per (video, frame, channel), of scale 0.1
+    assert torch.allclose(offset, offset[..., :1, :1].expand_as(offset), atol=1e-6)
+    assert 0.08 < float(offset[..., 0, 0].std()) < 0.12
+
+
+def test_guided_ddim_step_is_vgens(tmp_path, tiny_pipeline):
+    from trainer.diffusion import embed, predict_velocity, rotary
+
+    t = EditTrainer(_config(tmp_path, tiny_pipeline, "http://127.0.0.1:1", None, "step", reward="service",
+                            reward_model=None, edit_steps=VGEN_DDIM))
+    t.pipe.scheduler = _vgen_spaced_scheduler(**{k: v for k, v in t.pipe.scheduler.config.items()
+                                                 if k not in ("timestep_spacing", "steps_offset", "set_alpha_to_one")
+                                                 and not k.startswith("_")})
+    abar = t.pipe.scheduler.alphas_cumprod.double()
+    cfg = t.pipe.transformer.config
+    xt = torch.randn((1, 3, cfg.in_channels, 8, 8), generator=torch.Generator().manual_seed(1))
+    cond, uncond, rope = embed(t.pipe, [PROMPTS[0]]), embed(t.pipe, [""]), rotary(t.pipe, xt)
+    chain = t.chain()
+    assert chain.tolist() == _vgen_partial(0.6, 1)[1]
+    stride = 1000 // VGEN_DDIM
+    for step in (chain[0], chain[len(chain) // 2], chain[-1]):  # the last one goes to abar[0]
+        with torch.no_grad():
+            ours = t.denoise(xt, step, cond, uncond, rope).double()
+            y_out = predict_velocity(t.pipe, xt, cond, step.expand(1), rope).double()
+            u_out = predict_velocity(t.pipe, xt, uncond, step.expand(1), rope).double()
+        # diffusion_ddim.py L161 (guidance), L194-196 (mean_type 'v'), L572-590 (DDIM, eta 0)
+        out = u_out + 3.0 * (y_out - u_out)
+        x = xt.double()
+        x0 = abar[step].sqrt() * x - (1 - abar[step]).sqrt() * out
+        eps = ((1 / abar[step]).sqrt() * x - x0) / (1 / abar[step] - 1).sqrt()
+        alphas_prev = abar[(step - stride).clamp(0)]
+        vgen = alphas_prev.sqrt() * x0 + (1 - alphas_prev).sqrt() * eps
+        assert torch.allclose(ours, vgen, atol=1e-4), (int(step), float((ours - vgen).abs().max()))

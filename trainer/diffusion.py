@@ -41,21 +41,22 @@ class NoiseDraw:
 
 
 def draw_noise(scheduler, x0: torch.Tensor, generator: torch.Generator, t: torch.Tensor | None = None,
-               paired: bool = False) -> NoiseDraw:
+               paired: bool = False, shared: bool = False) -> NoiseDraw:
     """t uniform over the training timesteps (one per row; or given) and Gaussian noise, from ``generator`` (CPU).
 
     Drawn on the CPU so that the same seed gives the same draw on every device. ``paired``: the batch is
     ``[winners..., losers...]`` and row i of each half gets the same t and noise (Diffusion-DPO's
-    chunk-and-repeat, train.py L1053-1055); a given ``t`` is used as it is."""
+    chunk-and-repeat, train.py L1053-1055); ``shared``: every row gets the same t and noise; a given ``t``
+    is used as it is."""
     b = x0.shape[0]
     if paired and b % 2:
         raise ValueError(f"a paired batch needs an even number of rows, got {b}")
-    n = b // 2 if paired else b
+    n = 1 if shared else b // 2 if paired else b
+    reps = b // n
     if t is None:
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator)
-        t = t.repeat(2) if paired else t
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator).repeat(reps)
     noise = torch.randn((n, *x0.shape[1:]), generator=generator, dtype=torch.float32)
-    noise = (noise.repeat(2, *([1] * (x0.dim() - 1))) if paired else noise).to(x0.device, x0.dtype)
+    noise = noise.repeat(reps, *([1] * (x0.dim() - 1))).to(x0.device, x0.dtype)
     t = t.to(x0.device)
     return NoiseDraw(t, noise, scheduler.add_noise(x0, noise, t))
 

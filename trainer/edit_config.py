@@ -25,7 +25,8 @@ class EditConfig(LoopConfig):
     edit_steps: int = field(default=20, metadata={"help": "DDIM schedule length of the editing chain (VGen: 20)."})
     edit_strength: float = field(default=0.6, metadata={"help": "Share of the chain that is re-run: the video is "
                                                                  "noised to this level and denoised from there "
-                                                                 "(VGen: 12 of 20 steps, 0.6)."})
+                                                                 "(VGen: 12 of 20 steps, 0.6; the step count is "
+                                                                 "truncated, int(edit_steps x edit_strength))."})
     edit_guidance: float = field(default=3.0, metadata={"help": "Classifier-free guidance inside the partial chain "
                                                                  "(VGen: 3.0; 1: off)."})
     offset_noise: float = field(default=0.1, metadata={"help": "Temporal offset noise: a per-frame, per-channel "
@@ -65,7 +66,8 @@ class EditConfig(LoopConfig):
             (self.reward in REWARDS, f"reward must be one of {REWARDS}"),
             (self.reward != "differentiable" or bool(self.reward_model), "reward=differentiable needs reward_model"),
             (self.aggregate in AGGREGATES, f"aggregate must be one of {AGGREGATES}"),
-            (1 <= self.grad_steps <= max(1, round(self.edit_strength * self.edit_steps)),
+            (int(self.edit_steps * self.edit_strength) >= 1, "edit_strength x edit_steps must leave >= 1 step"),
+            (1 <= self.grad_steps <= max(1, int(self.edit_steps * self.edit_strength)),
              "grad_steps must be in [1, the steps of the partial chain]"),
             (self.normalization in NORMALIZERS, f"normalization must be one of {sorted(NORMALIZERS)}"),
             (self.offset_noise >= 0 and self.attenuation >= 0, "offset_noise and attenuation must be >= 0"),

@@ -72,10 +72,10 @@ class EditTrainer(AlignmentLoop):
     # ---- the edit -------------------------------------------------------------------------------
 
     def chain(self) -> torch.Tensor:
-        """The partial chain's timesteps (the last ``edit_strength`` of an ``edit_steps``-step schedule)."""
-        c = self.config
-        self.pipe.scheduler.set_timesteps(c.edit_steps)
-        return self.pipe.scheduler.timesteps[int(round((1 - c.edit_strength) * c.edit_steps)):]
+        """The partial chain's timesteps: the last ``edit_strength`` of the model's own ``edit_steps``-step schedule
+        (CogVideoX's is "trailing", 999 ... 49; VGen's ModelScope schedule is "leading" + 1, 951 ... 1)."""
+        self.pipe.scheduler.set_timesteps(self.config.edit_steps)
+        return partial_chain(self.pipe.scheduler.timesteps, self.config.edit_strength)
 
     def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
                 rope) -> torch.Tensor:
@@ -103,11 +103,8 @@ class EditTrainer(AlignmentLoop):
         c = self.config
         x0 = self.source_latents(prompt, seed)
         timesteps = self.chain()
-        gen = torch.Generator().manual_seed(seed + 1)
-        noise = torch.randn(x0.shape, generator=gen)
-        b, f, ch = x0.shape[:3]
-        noise = noise + c.offset_noise * torch.randn((b, f, ch, 1, 1), generator=gen)  # temporal offset noise
-        latents = self.pipe.scheduler.add_noise(x0.float(), noise.to(x0.device), timesteps[:1].repeat(b))
+        noise = temporal_offset_noise(x0.shape, c.offset_noise, torch.Generator().manual_seed(seed + 1))
+        latents = self.pipe.scheduler.add_noise(x0.float(), noise.to(x0.device), timesteps[:1].repeat(x0.shape[0]))
         head = len(timesteps) - c.grad_steps
         latents = self.run_steps(latents, timesteps[:head], prompt, grad=False)
         self._tails[seed] = latents
@@ -159,3 +156,24 @@ class EditTrainer(AlignmentLoop):
         loss = (1 - rewards).mean()
         self._tails.clear()
         return {"loss": self.optimize(loss), "inproc_reward": float(rewards.detach().mean())}
+
+
+def partial_chain(timesteps: torch.Tensor, strength: float) -> torch.Tensor:
+    """The last ``int(len(timesteps) * strength)`` steps of a sampling schedule, where the edit starts: VGen
+    (ali-vilab/VGen @4014d1f, tools/modules/diffusions/diffusion_ddim.py L528-530, ``starting_step =
+    int(len(steps) * starting_partial); steps = steps[-starting_step:]``; the video is noised to the first of them,
+    tools/train/train_t2v_instructvideo_entrance.py L319, ``ddim_steps[-int(starting_partial * ddim_timesteps)]``)."""
+    n = int(len(timesteps) * strength)
+    if n < 1:
+        raise ValueError(f"edit_strength {strength} of {len(timesteps)} steps leaves no step to re-run")
+    return timesteps[len(timesteps) - n:]
+
+
+def temporal_offset_noise(shape: torch.Size, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise of ``shape`` (B, F, C, h, w) plus ``strength`` x a Gaussian constant per (video, frame,
+    channel), drawn in that order: VGen's temporal offset noise (tools/train/train_t2v_instructvideo_entrance.py
+    L337-341, ``randn_like(video) + strength * randn(b, c, f, 1, 1)`` in its (B, C, F, h, w) layout; 0.1 in
+    configs/instructvideo/train/reward_webvid_ani45_20_..._ddim20.yaml L105-106)."""
+    noise = torch.randn(shape, generator=generator)
+    b, f, ch = shape[:3]
+    return noise + strength * torch.randn((b, f, ch, 1, 1), generator=generator)

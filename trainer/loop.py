@@ -139,9 +139,10 @@ class AlignmentLoop:
     def sample_seed(self, step: int, i: int) -> int:
         return self.config.seed * 1_000_003 + step * self.config.batch_size + i
 
-    def loss_generator(self, step: int) -> torch.Generator:
-        """The step's timesteps and noise for the loss (each rank its own draws)."""
-        return torch.Generator().manual_seed(self.config.seed * 7_919 + step + 104_729 * self.ranks.rank)
+    def loss_generator(self, step: int, per_rank: bool = True) -> torch.Generator:
+        """The step's timesteps and noise for the loss (each rank its own draws; ``per_rank=False``: the same draws
+        on every rank, those of rank 0)."""
+        return torch.Generator().manual_seed(self.config.seed * 7_919 + step + 104_729 * self.ranks.rank * per_rank)
 
     @torch.no_grad()
     def generate(self, prompt: str, seed: int) -> tuple[torch.Tensor, np.ndarray]:

@@ -19,14 +19,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainer.diffusion import draw_noise, embed, predict_velocity, rotary
+from trainer.diffusion import NoiseDraw, draw_noise, embed, predict_velocity, rotary
 
 
-def prediction_errors(pipe, x0: torch.Tensor, prompts: list[str], generator: torch.Generator, paired: bool = False):
-    """Per-sample MSE of the predicted velocity for the policy and for the reference (no gradient),
-    at one t and noise per row, or per (winner, loser) pair when ``paired`` (see ``trainer.diffusion.draw_noise``)."""
+def prediction_errors(pipe, x0: torch.Tensor, prompts: list[str], generator: torch.Generator | None,
+                      paired: bool = False, shared: bool = False, draw: NoiseDraw | None = None):
+    """Per-sample MSE of the predicted velocity for the policy and for the reference (no gradient), at one t and
+    noise per row, per (winner, loser) pair when ``paired``, or for the whole batch when ``shared``
+    (see ``trainer.diffusion.draw_noise``); or at a given ``draw``."""
     sched = pipe.scheduler
-    d = draw_noise(sched, x0, generator, paired=paired)
+    d = draw or draw_noise(sched, x0, generator, paired=paired, shared=shared)
     target = sched.get_velocity(x0, d.noise, d.t).float()
     emb, rope = embed(pipe, prompts), rotary(pipe, x0)
 
