@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+# 408: the body did not arrive in time. The ingress measures the upload rate on its side, so an
+# overloaded ingress (or host) reads a loopback upload as a slow link; the request never reached the
+# critic, and HTTP lets a client repeat it (RFC 9110 15.5.9). A slow-loris sender is not our client.
+RETRYABLE_STATUS = frozenset({408, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)

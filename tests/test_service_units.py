@@ -116,6 +116,7 @@ def test_retry_policy_retries_what_is_safe():
     assert p.should_retry(None, typed=False)  # connection error
     assert p.should_retry(503, typed=True) and p.should_retry(500, typed=False)
     assert p.should_retry(404, typed=False)  # a proxy's bare 404 during a redeploy
+    assert p.should_retry(408, typed=True)  # the body came too slowly: the request never reached the critic
     for status in (404, 409, 413, 422, 401):
         assert not p.should_retry(status, typed=True)
 
