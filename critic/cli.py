@@ -181,7 +181,7 @@ def cmd_eval(args) -> dict:
     if len(sets) != len(args.data) or (len(sets) > 1 and None in sets):
         raise InvalidParameterError("several --data sets must each be named once, as NAME=PATH")
     critic = _critic(args)
-    reports = {name: evaluate(critic, path, rubric=args.rubric or "lift", frames=args.frames, baseline=args.baseline)
+    reports = {name: evaluate(critic, path, rubric=args.rubric, frames=args.frames, baseline=args.baseline)
                for name, path in sets.items()}
     for set_name, report in reports.items():
         print(f"== {set_name or args.data[0]} ({report['n']} videos)", file=sys.stderr)

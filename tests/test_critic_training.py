@@ -103,6 +103,15 @@ def test_train_and_eval_from_the_cli(tiny_vlm_path, synth_set, tmp_path):
     report = json.loads(p.stdout)
     assert set(report["dimensions"]) == {"semantic_consistency", "fidelity", "motion"}
     assert "accuracy" in p.stderr and "true \\ pred" in p.stderr
+    # without --rubric a critic is asked what it was trained with (its critic_config.json), not 'lift'
+    import shutil
+
+    trained = shutil.copytree(tiny_vlm_path, tmp_path / "trained")
+    (trained / "critic_config.json").write_text(json.dumps({"rubric": "lift-paraphrase"}))
+    p = subprocess.run([sys.executable, "-m", "serving.cli", "eval", "--data", str(synth_set), "--model", str(trained)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["rubric"] == "lift-paraphrase"
 
 
 def test_vision_warmup_trains_only_the_vision_side_and_learns(tiny_vlm_path, synth_set, tmp_path):
