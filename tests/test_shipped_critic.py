@@ -67,7 +67,7 @@ def test_clearly_beats_the_majority_label(reports):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 12: the shipped critic was trained on the fixed domain only; "
-                                       "`make critic` retrains it on the randomised one")
+                                       "`make critic`'s randomised retrain (README) does not reach the bar either")
 def test_generalises_to_both_renderers(reports):
     for name in ("random", "eval"):
         for dim, m in reports[name]["dimensions"].items():
