@@ -33,8 +33,9 @@ class Conversation:
     frames: np.ndarray
     prompt_text: str  # everything up to the answer
     answer: str  # answer lead + "{Label}. {rationale}" + end of turn
-    # the processor's output, computed once (``SFTTrainer.encode``): the prompt with its image tokens expanded,
-    # the answer's tokens, and the video's pixels (one tensor shared by every conversation about one video)
+    # the processor's output, computed once (``SFTTrainer._conversations``): the prompt with its image tokens
+    # expanded, the whole answer's tokens (``collate`` cuts them to max_answer_tokens), and the video's pixels
+    # (one tensor shared by every conversation about one video)
     prompt_ids: list[int] | None = None
     answer_ids: list[int] | None = None
     pixels: dict[str, torch.Tensor] | None = None
@@ -105,8 +106,7 @@ class SFTTrainer:
         return convs
 
     def _encode_text(self, convs: list[Conversation]) -> None:
-        """Each conversation's prompt ids as the processor writes them, and its answer ids (cut to
-        ``max_answer_tokens``). The processor expands the image tokens, which costs an image pass per call;
+        """Each conversation's prompt ids as the processor writes them, and its answer ids. The processor expands the image tokens, which costs an image pass per call;
         the expansion depends only on the frames' shape, so it is taken once per shape and the text after the
         last image token is tokenised alone (special tokens split the tokenisation). A sample is checked
         against the processor itself; a processor for which that does not hold is called for every prompt."""
@@ -135,11 +135,11 @@ class SFTTrainer:
             c.prompt_ids = (fast(c) if exact else None) or full(c)
         answers = self.tokenizer([c.answer for c in convs], add_special_tokens=False)["input_ids"]
         for c, ids in zip(convs, answers):
-            c.answer_ids = ids[: self.config.max_answer_tokens]
+            c.answer_ids = ids
 
     def _count_truncated(self, convs: list[Conversation]) -> int:
         """How many answers ``max_answer_tokens`` cuts; warns, as a critic never learns to end those."""
-        lengths = [len(ids) for ids in self.tokenizer([c.answer for c in convs], add_special_tokens=False)["input_ids"]]
+        lengths = [len(c.answer_ids) for c in convs]
         cut = sum(n > self.config.max_answer_tokens for n in lengths)
         if cut:
             warnings.warn(f"{cut} of {len(convs)} answers are longer than max_answer_tokens="
@@ -151,7 +151,7 @@ class SFTTrainer:
         """The encoded prompts with their answers appended (loss on answers only) and the videos' pixels."""
         ids, labels, weights = [], [], []
         for c in batch:
-            prompt, answer = c.prompt_ids, c.answer_ids
+            prompt, answer = c.prompt_ids, c.answer_ids[: self.config.max_answer_tokens]
             ids.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
             w = [self.config.label_weight] * 2 + [1.0] * (len(answer) - 2)

@@ -7,8 +7,8 @@ average says next to nothing about blur, noise or flicker, so SFT sits at the ma
 for thousands of steps. This stage fixes the features first, in the spirit of LLaVA's
 stage 1 (align the vision side before instruction tuning): each frame's mean image token, the
 tokens' change from frame to frame and a bag of the prompt's tokens go through a small head that
-predicts every dimension's label, and the vision tower and connector learn from the same ratings. The head is then dropped; SFT
-(stage 2) trains the whole VLM from the warmed-up tower.
+predicts every dimension's label, and the vision tower and connector learn from the same ratings.
+The head is then dropped; SFT (stage 2) trains the whole VLM from the warmed-up tower.
 """
 
 from __future__ import annotations
