@@ -35,6 +35,15 @@ from critic.rubrics import RUBRICS, Rubric, get_rubric
 from critic.types import ScoreInput
 
 
+def check_prompt(prompt: str) -> str:
+    """The prompt as a critic reads it (stripped), or ``InvalidParameterError``."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidParameterError("prompt must be a non-empty string")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidParameterError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return prompt.strip()
+
+
 def prepare_input(
     video: bytes | str | os.PathLike | Video,
     prompt: str,
@@ -52,10 +61,7 @@ def prepare_input(
     Only the sampled frames are decoded to RGB (see ``contract.video``), downscaled so no side passes
     ``max_side`` when the critic declares the input size it resizes to anyway.
     """
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidParameterError("prompt must be a non-empty string")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InvalidParameterError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    prompt = check_prompt(prompt)
     rubric = get_rubric(rubric)
     t0 = time.perf_counter()
     if isinstance(video, Video):
@@ -66,7 +72,7 @@ def prepare_input(
         idx, frames, count = sampled.indices, sampled.frames, sampled.num_frames
     return ScoreInput(
         frames=frames,
-        prompt=prompt.strip(),
+        prompt=prompt,
         rubric=rubric,
         frame_indices=idx,
         sampling=sampling,

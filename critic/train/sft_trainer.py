@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from contract.sampling import FrameSampling
-from critic.base import prepare_input
+from critic.base import check_prompt, prepare_input
 from critic.data.ratings import RatedVideo, read_training_ratings, video_path
 from critic.prompting import format_answer, prompt_layout
 from critic.rubrics import get_rubric
@@ -85,23 +85,26 @@ class SFTTrainer:
         return eou if eou in self.tokenizer.get_vocab() else (self.tokenizer.eos_token or "")
 
     def _conversations(self, rows: list[RatedVideo], jsonl: str) -> list[Conversation]:
-        """One conversation per (row, dimension), encoded once: a video's frames are decoded and its pixels
-        processed once however many prompts and questions ask about it."""
+        """One conversation per (row, dimension), encoded once: a video is decoded and its pixels processed
+        once however many prompts and questions ask about it."""
         sampling = FrameSampling.uniform(self.config.frames)
-        convs, pixels = [], {}
+        convs, frames, pixels = [], {}, {}
         for row in rows:
             path = video_path(row.video, jsonl)
-            item = prepare_input(path, row.prompt, self.rubric, sampling)
-            if path not in pixels:
+            if path in frames:  # another prompt for a video already decoded
+                prompt = check_prompt(row.prompt)
+            else:
+                item = prepare_input(path, row.prompt, self.rubric, sampling)
+                prompt, frames[path] = item.prompt, item.frames
                 enc = self.processor.image_processor(images=[[Image.fromarray(f) for f in item.frames]],
                                                      return_tensors="pt")
                 pixels[path] = {k: enc[k][0] for k in ("pixel_values", "pixel_attention_mask") if k in enc}
             for d in self.rubric.dimensions:
                 r = row.ratings[d.name]
                 # the answer lead (" " after "Assistant:") is tokenised with the answer, as the critic does
-                text = self.layout.prefix_for(item.prompt) + self.layout.suffix_for(d.question)
+                text = self.layout.prefix_for(prompt) + self.layout.suffix_for(d.question)
                 answer = self.layout.answer_lead + format_answer(r.label, r.rationale) + self.end_of_turn
-                convs.append(Conversation(item.frames, text, answer, pixels=pixels[path]))
+                convs.append(Conversation(frames[path], text, answer, pixels=pixels[path]))
         self._encode_text(convs)
         return convs
 
