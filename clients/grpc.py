@@ -20,7 +20,7 @@ from clients.http import VideoArg
 from clients.retry import RetryPolicy
 from contract import critic_pb2 as pb
 from contract import critic_pb2_grpc as pb_grpc
-from contract.errors import GRPC_TO_HTTP
+from contract.errors import ERRORS, GRPC_TO_HTTP
 
 
 def _bytes(video: VideoArg | None) -> bytes:
@@ -64,7 +64,9 @@ class GrpcCriticClient:
                     message, ecode = err["message"], err["code"]
                 except (ValueError, KeyError, TypeError):
                     message, ecode = details or str(code), None
-                status = GRPC_TO_HTTP.get(code.name, 500)  # retried as over HTTP (RetryPolicy)
+                # a typed error keeps the HTTP status of its code (one table for both clients); an untyped one
+                # (the proxy's, the transport's) is mapped from its gRPC code; retried as over HTTP (RetryPolicy)
+                status = ERRORS[ecode].http if ecode in ERRORS else GRPC_TO_HTTP.get(code.name, 500)
                 if not self.retry.should_retry(status, typed=ecode is not None):
                     raise CriticRequestError(message, status=status, code=ecode, request_id=rid, attempts=attempt) from None
                 if attempt >= self.retry.max_attempts:

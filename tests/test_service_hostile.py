@@ -158,7 +158,8 @@ def test_a_still_image_named_mp4_is_unsupported_media(svc):
                415, "unsupported_media")
     with pytest.raises(CriticRequestError) as e:
         GrpcCriticClient(svc.grpc, api_key=K1).score(video_path=str(svc.odd / "still.mp4"), prompt=PROMPT)
-    assert e.value.status == 422 and e.value.code == "unsupported_media" and e.value.attempts == 1
+    # the same status as over HTTP: a typed error's status comes from contract.errors.ERRORS, not its gRPC code
+    assert e.value.status == 415 and e.value.code == "unsupported_media" and e.value.attempts == 1
     _ready(svc)
 
 
