@@ -46,12 +46,15 @@ bench: install models
 	$(BIN)/python bench/bench_prefix_reuse.py
 	$(BIN)/python bench/bench_service.py
 
-# Rebuilds the shipped critic (models/lift-critic-tiny, the service's embedded default): a domain-randomised
-# synthetic rated set, vision warm-up + SFT, SFT continued, then held-out evaluation on three sets: the fixed
-# domain (seed 3, tests/test_shipped_critic.py), the randomised domain, and the independent evaluation renderer
+# Rebuilds the shipped critic (models/lift-critic-tiny, the service's embedded default) and its eval.json,
+# ~49 min on 2 quiet cores: a domain-randomised synthetic rated set plus a share of the fixed domain, vision
+# warm-up + SFT, SFT continued, then held-out evaluation on three sets: the fixed domain (seed 3,
+# tests/test_shipped_critic.py), the randomised domain, and the independent evaluation renderer
 # (critic/data/eval_renderer.py, never trained on); eval.json holds all three.
 critic: install
-	$(BIN)/lift-critic synth .cache/synth --n 4000 --seed 1 --name train.jsonl --prompt-variants 1 --domain random > /dev/null
+	$(BIN)/lift-critic synth .cache/synth --n 4000 --seed 1 --name train_random.jsonl --prompt-variants 1 --domain random > /dev/null
+	$(BIN)/lift-critic synth .cache/synth --n 1500 --seed 5 --name train_fixed.jsonl --prompt-variants 1 > /dev/null
+	cat .cache/synth/train_random.jsonl .cache/synth/train_fixed.jsonl > .cache/synth/train.jsonl
 	$(BIN)/lift-critic synth .cache/synth --n 100 --seed 2 --name val.jsonl --domain random > /dev/null
 	$(BIN)/lift-critic synth .cache/synth --n 400 --seed 3 --name test.jsonl > /dev/null
 	$(BIN)/lift-critic synth .cache/synth --n 200 --seed 13 --name random_test.jsonl --domain random > /dev/null

@@ -1,10 +1,11 @@
 """The shipped critic (models/lift-critic-tiny, the embedded default of the service and the
-demo, rebuilt by `make critic`): the held-out figures recorded beside it (eval.json, one report
-per set: the fixed synthetic domain, the randomised domain and the independent evaluation
-renderer) are what it gives on those sets regenerated here, and on the fixed domain it clearly
-beats the majority label on every dimension. Issue 12's bar (0.85 per dimension on both
-renderers, ECE at most 0.1, no dimension on one label) is checked as an expected failure until
-the critic is retrained on the randomised domain."""
+demo, rebuilt by `make critic` on the randomised domain plus a share of the fixed one): the held-out
+figures recorded beside it (eval.json, one report per set: the fixed synthetic domain, the randomised
+domain and the independent evaluation renderer, never trained on) are what it gives on those sets
+regenerated here; on the fixed domain and on the evaluation renderer it clearly beats the majority
+label on every dimension, and its fidelity and motion scores rank clips on every set. Issue 12's bar
+(0.85 per dimension on both renderers, ECE at most 0.1, no dimension on one label) is checked as an
+expected failure: semantic consistency never answers Good (README, "The shipped critic")."""
 
 import json
 from pathlib import Path
@@ -61,13 +62,17 @@ def test_recorded_held_out_figures_reproduce(recorded, reports):
 
 
 def test_clearly_beats_the_majority_label(reports):
-    for name, m in reports["fixed"]["dimensions"].items():
-        assert m["accuracy"] >= m["majority_baseline"]["accuracy"] + 0.1, (name, m["accuracy"], m["majority_baseline"])
-        assert m["spearman"] > 0.3, (name, m["spearman"])
+    for name in ("fixed", "eval"):
+        for dim, m in reports[name]["dimensions"].items():
+            base = m["majority_baseline"]
+            assert m["accuracy"] >= base["accuracy"] + 0.1, (name, dim, m["accuracy"], base)
+    for name, report in reports.items():
+        for dim in ("fidelity", "motion"):
+            assert report["dimensions"][dim]["spearman"] > 0.25, (name, dim, report["dimensions"][dim]["spearman"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the shipped critic was trained on the fixed domain only; "
-                                       "`make critic`'s randomised retrain (README) does not reach the bar either")
+@pytest.mark.xfail(strict=True, reason="issue 12: no dimension reaches 0.85 on the randomised domain or the "
+                                       "evaluation renderer (README, 'The shipped critic')")
 def test_generalises_to_both_renderers(reports):
     for name in ("random", "eval"):
         for dim, m in reports[name]["dimensions"].items():
@@ -97,7 +102,9 @@ def test_make_critic_trains_on_the_randomised_domain(name):
     assert Path(config.train).resolve() == root / ".cache" / "synth" / "train.jsonl"
     target = re.search(r"^critic:.*?(?=^\S)", (root / "Makefile").read_text(), re.M | re.S).group(0)
     assert f"--config critic/train/configs/{name}" in target
-    assert re.search(r"synth \.cache/synth .*--name train\.jsonl.*--domain random", target)
+    # the training set is the randomised domain plus a share of the fixed one, concatenated into train.jsonl
+    assert re.search(r"synth \.cache/synth .*--name train_random\.jsonl.*--domain random", target)
+    assert re.search(r"cat \.cache/synth/train_random\.jsonl \.cache/synth/train_fixed\.jsonl > \.cache/synth/train\.jsonl", target)
     assert "--renderer eval" in target and "--data eval=" in target  # held out, reported, never trained on
 
 
