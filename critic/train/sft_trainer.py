@@ -88,23 +88,24 @@ class SFTTrainer:
         """One conversation per (row, dimension), encoded once: a video is decoded and its pixels processed
         once however many prompts and questions ask about it."""
         sampling = FrameSampling.uniform(self.config.frames)
-        convs, frames, pixels = [], {}, {}
+        convs, videos = [], {}  # path -> (sampled frames, processed pixels)
         for row in rows:
             path = video_path(row.video, jsonl)
-            if path in frames:  # another prompt for a video already decoded
+            if path in videos:  # another prompt for a video already decoded
                 prompt = check_prompt(row.prompt)
             else:
                 item = prepare_input(path, row.prompt, self.rubric, sampling)
-                prompt, frames[path] = item.prompt, item.frames
+                prompt = item.prompt
                 enc = self.processor.image_processor(images=[[Image.fromarray(f) for f in item.frames]],
                                                      return_tensors="pt")
-                pixels[path] = {k: enc[k][0] for k in ("pixel_values", "pixel_attention_mask") if k in enc}
+                videos[path] = item.frames, {k: enc[k][0] for k in ("pixel_values", "pixel_attention_mask") if k in enc}
+            frames, pixels = videos[path]
             for d in self.rubric.dimensions:
                 r = row.ratings[d.name]
                 # the answer lead (" " after "Assistant:") is tokenised with the answer, as the critic does
                 text = self.layout.prefix_for(prompt) + self.layout.suffix_for(d.question)
                 answer = self.layout.answer_lead + format_answer(r.label, r.rationale) + self.end_of_turn
-                convs.append(Conversation(frames[path], text, answer, pixels=pixels[path]))
+                convs.append(Conversation(frames, text, answer, pixels=pixels))
         self._encode_text(convs)
         return convs
 
