@@ -86,6 +86,12 @@ def test_serve_into_an_existing_cluster_keeps_auth_and_logs_no_key(ray_head, tmp
             with pytest.raises(CriticRequestError) as e:  # through auth, refused for its content
                 c.score(b"not a video", prompt=PROMPT)
             assert e.value.code == "invalid_video"
+            # `serve` prints its banner once it has seen the app RUNNING, which can come after the app
+            # answers; a SIGTERM before that meets Ray's signal handler and the banner is never written
+            banner_by = time.monotonic() + 120
+            while "serving on" not in (tmp_path / "serve.log").read_text():
+                assert serve.poll() is None and time.monotonic() < banner_by, "no banner"
+                time.sleep(0.5)
     finally:
         _stop(serve)
         log.close()
