@@ -34,6 +34,15 @@ def _stop(proc: subprocess.Popen, grace_s: float = 60) -> None:
             proc.wait(30)
 
 
+def _wait_while_running(proc: subprocess.Popen, log: Path, ready, what: str, timeout_s: float) -> None:
+    """Poll ``ready()`` every half second; fail with the log's tail if ``proc`` exits, or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+
+
 @pytest.fixture()
 def ray_head(tmp_path):
     temp = Path(tempfile.mkdtemp(prefix="lcray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
@@ -60,18 +69,15 @@ def test_serve_into_an_existing_cluster_keeps_auth_and_logs_no_key(ray_head, tmp
     env = {**env, "RAY_ADDRESS": address}
     env.pop("LIFT_CRITIC_API_KEYS", None)
     env.pop("LIFT_CRITIC_API_KEYS_FILE", None)
-    log = open(tmp_path / "serve.log", "w")
+    serve_log = tmp_path / "serve.log"
+    log = open(serve_log, "w")
     serve = subprocess.Popen(
         [sys.executable, "-m", "serving.cli", "serve", "--model", "model-free", "--port", str(http_port),
          "--grpc-port", str(grpc_port), "--api-keys-file", str(keys)],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 240
-        while not CriticClient(url).healthy():
-            assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the service did not come up"
-            time.sleep(0.5)
+        _wait_while_running(serve, serve_log, CriticClient(url).healthy, "the service did not come up", 240)
         CriticClient(url, api_key=KEY).wait_ready(120)
         body = {"prompt": PROMPT, "video_b64": "AAAA"}
         r = httpx.post(f"{url}/score", json=body, timeout=60)
@@ -88,14 +94,11 @@ def test_serve_into_an_existing_cluster_keeps_auth_and_logs_no_key(ray_head, tmp
             assert e.value.code == "invalid_video"
             # `serve` prints its banner once it has seen the app RUNNING, which can come after the app
             # answers; a SIGTERM before that meets Ray's signal handler and the banner is never written
-            banner_by = time.monotonic() + 120
-            while "serving on" not in (tmp_path / "serve.log").read_text():
-                assert serve.poll() is None and time.monotonic() < banner_by, "no banner"
-                time.sleep(0.5)
+            _wait_while_running(serve, serve_log, lambda: "serving on" in serve_log.read_text(), "no banner", 120)
     finally:
         _stop(serve)
         log.close()
-    assert (tmp_path / "serve.log").read_text().count("1 API key(s)") == 1
+    assert serve_log.read_text().count("1 API key(s)") == 1
     files = [p for p in temp.rglob("*") if p.is_file() and not p.is_symlink()]
     logs = [p for p in files if "logs" in p.parts]
     assert logs, f"no Ray logs under {temp}"
