@@ -10,6 +10,22 @@ import threading
 from critic import cli as critic_cli
 
 
+class _Stop(Exception):
+    """SIGINT or SIGTERM reached ``lift-critic serve``."""
+
+
+def _stop(signum, frame):
+    """Raise ``_Stop`` in the main thread, wherever it is (joining Ray, deploying, waiting for replicas or
+    serving); a second signal, while the service shuts down, kills the process as a default handler would."""
+    _on_signals(signal.SIG_DFL)
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _on_signals(handler) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
 def cmd_serve(args) -> None:
     from serving import launch
     from serving.auth import resolve_api_keys
@@ -20,16 +36,23 @@ def cmd_serve(args) -> None:
     if keys:
         overrides["api_keys"] = keys
     cfg = launch.load_config(args.config, **overrides)
-    launch.start(cfg)
-    http = cfg["http_options"]
-    auth = f"{len(keys)} API key(s)" if keys else "no API keys"
-    print(f"lift-critic serving on http://{http['host']}:{http['port']} and gRPC :{cfg['grpc_options']['port']}"
-          f" ({auth}; Ctrl-C to stop)", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    launch.shutdown()
+    try:
+        _on_signals(_stop)
+        launch.connect(cfg)
+        # ray.init put Ray's own handlers in place (its SIGTERM one prints a stack and exits, and nothing
+        # would take the app down): ours again, before anything is deployed
+        _on_signals(_stop)
+        print("lift-critic: Ray is up; deploying", flush=True)
+        launch.start(cfg)
+        http = cfg["http_options"]
+        auth = f"{len(keys)} API key(s)" if keys else "no API keys"
+        print(f"lift-critic serving on http://{http['host']}:{http['port']} and gRPC :{cfg['grpc_options']['port']}"
+              f" ({auth}; Ctrl-C to stop)", flush=True)
+        threading.Event().wait()
+    except _Stop as e:
+        print(f"lift-critic: {e}; shutting down", flush=True)
+    finally:
+        launch.shutdown()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,18 +76,12 @@ def validate(config: dict) -> None:
 def start(config: dict, wait_s: float | None = 180.0) -> None:
     """Deploy ``config`` (a Serve YAML dict); wait until the application is RUNNING
     (``wait_s=None``: return at once, while replicas are still starting)."""
-    import ray
     from ray import serve
 
     from serving.app import from_config
 
     validate(config)
-    if not ray.is_initialized():
-        # a Ray started here gives its gRPC proxy the ingress's body limit instead of Ray's 2 GiB
-        # (on a cluster joined as is, the ingress still refuses larger messages itself)
-        os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(_grpc_limit(config)))
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+    connect(config)
     serve.start(proxy_location=config.get("proxy_location"), http_options=config.get("http_options"),
                 grpc_options=config.get("grpc_options"))
     app = app_config(config)
@@ -96,6 +90,20 @@ def start(config: dict, wait_s: float | None = 180.0) -> None:
                    wait_for_applications_running=False)
     if wait_s is not None:
         wait_running(wait_s)
+
+
+def connect(config: dict) -> None:
+    """Join the cluster at ``RAY_ADDRESS``, or start a local Ray; nothing if Ray is up already. Ray's
+    driver installs its own handlers for SIGTERM and other signals here: a program that wants to
+    stop cleanly on them installs its own after this."""
+    import ray
+
+    if not ray.is_initialized():
+        # a Ray started here gives its gRPC proxy the ingress's body limit instead of Ray's 2 GiB
+        # (on a cluster joined as is, the ingress still refuses larger messages itself)
+        os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(_grpc_limit(config)))
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
 
 
 def _grpc_limit(config: dict) -> int:

@@ -93,7 +93,7 @@ def test_serve_into_an_existing_cluster_keeps_auth_and_logs_no_key(ray_head, tmp
                 c.score(b"not a video", prompt=PROMPT)
             assert e.value.code == "invalid_video"
             # `serve` prints its banner once it has seen the app RUNNING, which can come after the app
-            # answers; a SIGTERM before that meets Ray's signal handler and the banner is never written
+            # answers; a SIGTERM before that stops it without one
             _wait_while_running(serve, serve_log, lambda: "serving on" in serve_log.read_text(), "no banner", 120)
     finally:
         _stop(serve)
@@ -104,3 +104,31 @@ def test_serve_into_an_existing_cluster_keeps_auth_and_logs_no_key(ray_head, tmp
     assert logs, f"no Ray logs under {temp}"
     leaked = [str(p) for p in files if KEY.encode() in p.read_bytes()]
     assert not leaked, leaked
+
+
+def test_sigterm_while_deploying_stops_cleanly_and_takes_the_app_down(ray_head, tmp_path):
+    """A stop that comes while `serve` is still deploying (Kubernetes deleting a pod that is starting, a
+    Ctrl-C) is ours, not Ray's: the process shuts Serve down and exits 0, leaving no app on the cluster."""
+    address, temp, env = ray_head
+    env = {**env, "RAY_ADDRESS": address}
+    serve_log = tmp_path / "serve.log"
+    with open(serve_log, "w") as log:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "serving.cli", "serve", "--model", "model-free", "--port", str(_free_port()),
+             "--grpc-port", str(_free_port())],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_while_running(serve, serve_log, lambda: "deploying" in serve_log.read_text(), "never deployed", 120)
+            serve.send_signal(signal.SIGTERM)
+            assert serve.wait(120) == 0, serve_log.read_text()[-3000:]
+        finally:
+            _stop(serve)
+    text = serve_log.read_text()
+    assert "SIGTERM; shutting down" in text and "SIGTERM received" not in text, text[-3000:]
+    # Serve's controller is a detached actor: had the process died without serve.shutdown(), it would still
+    # be there, deploying the app
+    probe = ("import ray; ray.init(address='auto', log_to_driver=False)\n"
+             "try:\n    ray.get_actor('SERVE_CONTROLLER_ACTOR', namespace='serve'); print('controller alive')\n"
+             "except ValueError:\n    print('no controller')\n")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1:] == ["no controller"], out.stdout + out.stderr[-2000:]
