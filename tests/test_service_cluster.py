@@ -126,9 +126,10 @@ def test_sigterm_while_deploying_stops_cleanly_and_takes_the_app_down(ray_head, 
     text = serve_log.read_text()
     assert "SIGTERM; shutting down" in text and "SIGTERM received" not in text, text[-3000:]
     # Serve's controller is a detached actor: had the process died without serve.shutdown(), it would still
-    # be there, deploying the app
-    probe = ("import ray; ray.init(address='auto', log_to_driver=False)\n"
-             "try:\n    ray.get_actor('SERVE_CONTROLLER_ACTOR', namespace='serve'); print('controller alive')\n"
+    # be there, deploying the app. Ray's own names for it, so that a rename cannot make this pass unseen.
+    probe = ("import ray\nfrom ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE\n"
+             "ray.init(address='auto', log_to_driver=False)\n"
+             "try:\n    ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE); print('controller alive')\n"
              "except ValueError:\n    print('no controller')\n")
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1:] == ["no controller"], out.stdout + out.stderr[-2000:]
