@@ -193,7 +193,12 @@ class _open:
         if not self.container.streams.video:
             self.container.close()
             raise InvalidVideoError(f"{self.name} has no video stream")
-        return self.container, self.container.streams.video[0]
+        # a stream whose codec FFmpeg does not know (an unknown or damaged codec tag) has no decoder
+        decodable = [s for s in self.container.streams.video if s.codec_context is not None]
+        if not decodable:
+            self.container.close()
+            raise InvalidVideoError(f"{self.name} has no video stream in a codec this service can decode")
+        return self.container, decodable[0]
 
     def __exit__(self, *exc):
         self.container.close()

@@ -132,6 +132,8 @@ def _odd_bodies(svc, clips) -> list:
         ("5000 files", {"files": many, "data": {"prompt": PROMPT}}, 422, "invalid_request"),
         ("no boundary", {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}},
          422, "invalid_request"),
+        ("unknown codec", {"files": {"video": ("c.mp4", clean.replace(b"avc1", b"zzzz"), "video/mp4")},
+                           "data": {"prompt": PROMPT}}, 422, "invalid_video"),
         ("bad sampling JSON", {"files": {"video": ("c.mp4", clean, "video/mp4")},
                                "data": {"prompt": PROMPT, "sampling": "{not json"}}, 422, "invalid_request"),
         ("symlink loop", {"json": {"prompt": PROMPT, "video_path": str(svc.odd / "loop1")}}, 422, "invalid_path"),

@@ -45,17 +45,51 @@ def _audio_only() -> bytes:
     return buf.getvalue()
 
 
+def _unknown_codec(container: str) -> bytes:
+    """A clip whose video stream names a codec FFmpeg does not know (its tag overwritten): no decoder."""
+    if container == "mp4":
+        return encode_video(make_clip(9, 32), fps=8).replace(b"avc1", b"zzzz")
+    return _two_streams().replace(b"V_MPEG4/ISO/AVC", b"V_ZZZZZ/ISO/AVC").replace(b"V_MPEG4/ISO/ASP", b"V_ZZZZZ/ISO/ASP")
+
+
+def _two_streams() -> bytes:
+    """A Matroska file with two video streams of the same clip: MPEG-4 part 2 first, then H.264."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="matroska") as out:
+        streams = [out.add_stream(codec, rate=Fraction(8)) for codec in ("mpeg4", "libx264")]
+        for s in streams:
+            s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        for frame in make_clip(9, 32):
+            for s in streams:
+                for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    out.mux(p)
+        for s in streams:
+            for p in s.encode():
+                out.mux(p)
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
     "data, error, match",
     [
         (b"", EmptyVideoError, "empty"),
         (b"this is not a video at all" * 10, InvalidVideoError, "cannot open"),
         (_audio_only(), InvalidVideoError, "no video stream"),
+        (_unknown_codec("mp4"), InvalidVideoError, "codec this service can decode"),
+        (_unknown_codec("mkv"), InvalidVideoError, "codec this service can decode"),
     ],
 )
 def test_bad_bytes_are_typed_errors(data, error, match):
     with pytest.raises(error, match=match):
         decode_video(data)
+
+
+def test_the_first_decodable_video_stream_is_read():
+    data = _two_streams()
+    assert decode_video(data).frames.shape == (9, 32, 32, 3)
+    # the first stream's codec unknown: the second stream's frames, not an error
+    v = decode_video(data.replace(b"V_MPEG4/ISO/ASP", b"V_ZZZZZ/ISO/ASP"))
+    assert v.frames.shape == (9, 32, 32, 3) and np.abs(v.frames.astype(int) - make_clip(9, 32)).mean() < 8
 
 
 def test_zero_frame_video_is_empty():
