@@ -21,7 +21,8 @@ _BAD_INPUT = Status(422, "INVALID_ARGUMENT")
 
 # code -> statuses. Bad input is INVALID_ARGUMENT over gRPC, never INTERNAL.
 ERRORS: dict[str, Status] = {
-    "invalid_video": _BAD_INPUT,  # not a decodable video (corrupt, not a container, no video stream)
+    # not a decodable video: corrupt, not a container, no video stream, or none in a codec FFmpeg knows
+    "invalid_video": _BAD_INPUT,
     "empty_video": _BAD_INPUT,  # decodes to zero frames
     "invalid_parameter": _BAD_INPUT,  # a parameter out of range or inconsistent with the video
     "invalid_request": _BAD_INPUT,  # a request that fails its schema

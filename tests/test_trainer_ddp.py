@@ -44,14 +44,17 @@ def _yaml(tmp_path, pipeline, name: str, **kw) -> Path:
 
 def launch(config: Path, service: str, *extra: str, processes: int = 2) -> dict:
     """``accelerate launch --multi_gpu --num_processes N -m trainer.cli``; returns the main rank's report."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # PYTHONFAULTHANDLER: a rank that dies of a signal (a rare SIGABRT, "terminate called without an active
+    # exception", seen once in CI) prints every thread's Python stack into the stderr this test reports
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONFAULTHANDLER": "1"}
     # on a CPU-only machine `--multi_gpu` is what starts N processes (torchrun); the ranks then join over gloo
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(free_port()), "-m", "trainer.cli", "--config", str(config),
            "--service", service, *extra]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    assert p.returncode == 0, p.stderr[-4000:]
+    assert p.returncode == 0, p.stderr[-12000:]  # room for the stacks above and torchrun's report
     return json.loads(p.stdout[p.stdout.index("{"):])
 
 
