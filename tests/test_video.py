@@ -5,8 +5,9 @@ import av
 import numpy as np
 import pytest
 
-from contract.errors import EmptyVideoError, InvalidVideoError, VideoTooLargeError
-from contract.video import VideoLimits, decode_video, encode_video
+from contract.errors import CriticError, EmptyVideoError, InvalidVideoError, VideoTooLargeError
+from contract.sampling import FrameSampling
+from contract.video import VideoLimits, decode_sampled, decode_video, encode_video
 from critic.samples import make_clip
 
 
@@ -97,6 +98,60 @@ def test_zero_frame_video_is_empty():
     assert len(data) > 0
     with pytest.raises(EmptyVideoError, match="zero frames"):
         decode_video(data)
+
+
+def _encoded(codec: str, container: str, pix_fmt: str) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=container) as out:
+        s = out.add_stream(codec, rate=Fraction(8))
+        s.width, s.height, s.pix_fmt = 48, 32, pix_fmt
+        for frame in make_clip(12, 48)[:, :32]:
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return buf.getvalue()
+
+
+def _damaged(data: bytes, rng: np.random.Generator) -> list[bytes]:
+    """Copies of ``data`` with bytes overwritten anywhere or near either end, spans cut out or repeated,
+    and the tail cut off."""
+    out = [data[: len(data) * k // 10] for k in (1, 3, 5, 8)]
+    for _ in range(12):
+        b = bytearray(data)
+        for i in rng.integers(0, len(b), rng.choice([1, 8, 64])):
+            b[i] = rng.integers(256)
+        out.append(bytes(b))
+    for _ in range(12):
+        b = bytearray(data)
+        i = int(rng.integers(min(600, len(b))))
+        b[i if rng.random() < 0.5 else len(b) - 1 - i] = rng.choice([0, 255])
+        out.append(bytes(b))
+    for _ in range(4):
+        a, z = sorted(rng.choice(len(data), 2, replace=False))
+        out += [data[:a] + data[z:], data[:z] + data[a:z] + data[z:]]
+    return out
+
+
+@pytest.mark.parametrize("codec, container, pix_fmt", [
+    ("libx264", "mp4", "yuv420p"), ("libx264", "matroska", "yuv444p"), ("mpeg4", "avi", "yuv420p"),
+    ("mjpeg", "mov", "yuvj420p"), ("libvpx-vp9", "webm", "yuv420p"), ("gif", "gif", "rgb8"), ("png", "mov", "rgba"),
+])
+def test_damaged_files_decode_or_raise_a_typed_error(codec, container, pix_fmt):
+    """The class of a hostile upload, not one example: whatever the damage, decoding ends in frames or a
+    CriticError (a 4xx), never another exception (a 500)."""
+    data = _encoded(codec, container, pix_fmt)
+    assert decode_sampled(data, FrameSampling.uniform(8).indices, max_side=64).frames.shape == (8, 32, 48, 3)
+    outcomes = set()
+    for bad in _damaged(data, np.random.default_rng(0)):
+        try:
+            v = decode_sampled(bad, FrameSampling.uniform(8).indices, max_side=64)
+        except CriticError as e:
+            outcomes.add(e.code)
+        else:
+            assert v.frames.dtype == np.uint8 and v.frames.ndim == 4 and len(v.frames) == len(v.indices) > 0
+            outcomes.add("decoded")
+    assert outcomes - {"decoded"}  # the damage did reach the decoder's error paths
 
 
 def test_truncated_video_is_invalid_or_shorter_never_blank():
