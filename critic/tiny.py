@@ -25,8 +25,11 @@ PRESETS = {
     # vision_ln_eps: a LayerNorm epsilon near the tower's activation scale keeps part of each patch's magnitude
     # (noise and blur energy), which unit normalisation erases; it makes the critic's vision warm-up converge
     # several times faster (critic/train/vision_warmup.py).
-    "critic": dict(image_size=64, patch_size=8, vision_hidden=64, vision_layers=2, hidden=128, layers=2, heads=4,
-                   vision_ln_eps=1.0),
+    # 8 query heads of 32 dimensions, a key/value head each: comparing the prompt's words with image tokens
+    # needs independent key/value heads (binding probes, branch grounding-experiment), and vLLM's CPU
+    # attention takes no 16-dimensional heads
+    "critic": dict(image_size=64, patch_size=8, vision_hidden=64, vision_layers=2, hidden=128, layers=2, heads=8,
+                   kv_heads=8, head_dim=32, vision_ln_eps=1.0),
     "small": dict(image_size=224, patch_size=14, vision_hidden=192, vision_layers=4, hidden=256, layers=4, heads=8),
 }
 
@@ -121,7 +124,8 @@ def build_tiny_idefics3(out: str | os.PathLike, preset: str = "tiny", seed: int 
         ),
         text_config=dict(
             model_type="llama", vocab_size=len(tok), hidden_size=p["hidden"], intermediate_size=2 * p["hidden"],
-            num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["heads"] // 2,
+            num_hidden_layers=p["layers"], num_attention_heads=p["heads"],
+            num_key_value_heads=p.get("kv_heads", p["heads"] // 2), head_dim=p.get("head_dim", p["hidden"] // p["heads"]),
             max_position_embeddings=4096, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
             eos_token_id=tok.eos_token_id, tie_word_embeddings=False,
         ),

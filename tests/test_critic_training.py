@@ -130,6 +130,92 @@ def test_vision_warmup_trains_only_the_vision_side_and_learns(tiny_vlm_path, syn
     assert sum(losses[-3:]) / 3 < losses[0] * 0.9, losses  # 12 videos, 8 epochs: the head fits them
 
 
+def test_freeze_vision_trains_the_language_model_only(tiny_vlm_path, synth_set, tmp_path):
+    from critic.train.sft_trainer import SFTTrainer
+
+    with pytest.raises(InvalidParameterError, match="freeze_vision needs method 'full'"):
+        SFTConfig(model="m", train="t", output_dir="o", method="lora", freeze_vision=True)
+    cfg = SFTConfig(model=str(tiny_vlm_path), train=str(synth_set), output_dir=str(tmp_path), method="full",
+                    freeze_vision=True, max_steps=3, batch_size=6, lr=1e-2, warmup_ratio=0.0)
+    trainer = SFTTrainer(cfg)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and not any(".vision_model." in n or ".connector." in n for n in changed), changed
+    assert any(".text_model." in n or "lm_head" in n for n in changed), changed
+
+
+def test_dimension_weights_repeat_a_dimensions_conversations(tiny_vlm_path, synth_set, tmp_path):
+    from critic.train.sft_trainer import SFTTrainer
+
+    with pytest.raises(InvalidParameterError, match="dimension_weights"):
+        SFTConfig(model="m", train="t", output_dir="o", dimension_weights={"motion": 0})
+    with pytest.raises(InvalidParameterError, match="not dimensions of rubric"):
+        SFTTrainer(SFTConfig(model=str(tiny_vlm_path), train=str(synth_set), output_dir=str(tmp_path / "a"),
+                             dimension_weights={"smoothness": 2}))
+    trainer = SFTTrainer(SFTConfig(model=str(tiny_vlm_path), train=str(synth_set), output_dir=str(tmp_path / "b"),
+                                   dimension_weights={"semantic_consistency": 3}))
+    dims = [d.name for d in trainer.rubric.dimensions]
+    pool = trainer.epoch_pool()
+    per_dim = {d: sum(dims[i % len(dims)] == d for i in pool) for d in dims}
+    rows = len(trainer.train_convs) // len(dims)
+    assert per_dim == {"semantic_consistency": 3 * rows, "fidelity": rows, "motion": rows}
+    assert sorted(set(pool)) == list(range(len(trainer.train_convs)))  # every conversation still in the epoch
+
+
+def test_attribute_code_is_one_hot_per_attribute_and_skips_rows_without_one():
+    from critic.train.vision_warmup import AttributeCode
+
+    code = AttributeCode([{"colour": "red", "count": "1"}, None, {"colour": "blue", "count": "1"}])
+    assert code.values == [("colour", "blue"), ("colour", "red"), ("count", "1")] and code.width == 3
+    assert code.targets.tolist() == [[0, 1, 1], [0, 0, 0], [1, 0, 1]] and code.known.tolist() == [True, False, True]
+    tokens = torch.zeros(3, 5, 8)
+    tokens[:, :, :3] = code.targets.unsqueeze(1)
+    tokens[1] = 7.0  # the row without `shown` is not in the loss, whatever its tokens
+    assert code.loss(tokens, [0, 1, 2]).item() == 0.0
+    tokens[0, :, 0] = 2.0  # one wrong channel in every token of one of the two rows: (2 - 0)^2 / 2
+    assert code.loss(tokens, [0, 1, 2]).item() == pytest.approx(2.0)
+    assert code.loss(tokens, [1]).item() == 0.0
+
+
+def test_vision_warmup_writes_the_attribute_code_into_the_image_tokens(tiny_vlm_path, synth_set, tmp_path):
+    from critic.train.sft_trainer import SFTTrainer, _stack_padded
+    from critic.train.vision_warmup import AttributeCode, image_tokens
+
+    cfg = SFTConfig(model=str(tiny_vlm_path), train=str(synth_set), output_dir=str(tmp_path), method="full",
+                    vision_warmup_steps=40, vision_warmup_lr=1e-2, vision_warmup_attributes=1.0, batch_size=12,
+                    warmup_ratio=0.0)
+    trainer = SFTTrainer(cfg)
+    code = AttributeCode([r.shown for r in trainer.train_rows])
+    assert code.known.all() and code.width >= 8  # colours, shapes, counts and backgrounds of 12 clips
+    videos = trainer.train_convs[:: len(trainer.rubric.dimensions)]
+
+    def code_loss():
+        with torch.no_grad():
+            enc = {k: _stack_padded([v.pixels[k] for v in videos]) for k in videos[0].pixels}
+            return code.loss(image_tokens(trainer.model, enc["pixel_values"], enc.get("pixel_attention_mask")),
+                             list(range(len(videos)))).item()
+
+    before = code_loss()
+    trainer.warmup_vision()
+    assert code_loss() < 0.5 * before, (before, code_loss())
+
+
+def test_vision_warmup_attributes_need_rows_that_say_what_they_show(tiny_vlm_path, synth_set, tmp_path):
+    from critic.train.sft_trainer import SFTTrainer
+
+    with pytest.raises(InvalidParameterError, match="vision_warmup_attributes"):
+        SFTConfig(model="m", train="t", output_dir="o", method="full", vision_warmup_attributes=-1.0)
+    bare = tmp_path / "bare.jsonl"  # the same rows without `shown`, as a real rated set would come
+    rows = [json.loads(line) for line in synth_set.read_text().splitlines()]
+    bare.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "shown"}) + "\n" for r in rows))
+    (tmp_path / "videos").symlink_to(synth_set.parent / "videos")
+    cfg = SFTConfig(model=str(tiny_vlm_path), train=str(bare), output_dir=str(tmp_path / "o"), method="full",
+                    vision_warmup_steps=2, vision_warmup_attributes=1.0, batch_size=12)
+    with pytest.raises(InvalidParameterError, match="needs training rows with `shown`"):
+        SFTTrainer(cfg).warmup_vision()
+
+
 def test_vision_warmup_needs_full_fine_tuning_and_a_vision_model():
     from critic.train.vision_warmup import image_tokens
 

@@ -66,7 +66,9 @@ def test_round_trip_through_lift_conversations(tmp_path):
     human, gpt = convs[0]["conversations"][0]["value"], convs[0]["conversations"][1]["value"]
     assert human.startswith("<video>\n" + rows[0].prompt + " ") and gpt.split(".")[0] in ("Good", "Normal", "Bad")
     back = from_lift_conversations(json.loads(json.dumps(convs)))
-    assert [r.model_dump() for r in back] == [r.model_dump(exclude={"annotator"}) | {"annotator": None} for r in rows]
+    # LiFT's conversation format has no place for who rated a clip or what a synthetic clip shows
+    assert [r.model_dump() for r in back] == [r.model_dump(exclude={"annotator", "shown"}) | {"annotator": None, "shown": None}
+                                              for r in rows]
 
 
 def test_pairwise_rows(tmp_path):
@@ -147,8 +149,15 @@ def test_prompt_variants_reuse_the_clip_and_relabel_only_semantics(tmp_path):
     for k in range(0, 18, 3):
         a, *variants = rows[k : k + 3]
         for v in variants:
-            assert v.video == a.video and v.prompt != a.prompt
+            assert v.video == a.video and v.prompt != a.prompt and v.shown == a.shown  # the same clip shows the same
             assert v.ratings["fidelity"] == a.ratings["fidelity"] and v.ratings["motion"] == a.ratings["motion"]
+        for r in rows[k : k + 3]:  # `shown` is what the clip shows: the prompt's words where it matches them
+            s, label = r.shown, r.ratings["semantic_consistency"].label
+            assert set(s) == {"colour", "shape", "count", "background"}
+            if label == "Good":
+                assert f" {s['colour']} {s['shape']}" in r.prompt and r.prompt.endswith(s["background"])
+            elif label == "Normal":
+                assert not r.prompt.endswith(s["background"]) and f" {s['colour']} {s['shape']}" in r.prompt
     # a variant renders exactly the clip it is paired with, whatever its prompt asks for
     rng = np.random.default_rng(0)
     scene = Scene("red", "ball", 2, "green grass", semantic="count", motion="jump")

@@ -8,7 +8,10 @@ Pointwise row::
      "ratings": {"semantic_consistency": {"label": "Good", "rationale": "The video shows ..."},
                  "fidelity": {"label": "Bad", "rationale": "Heavy noise covers every frame."},
                  "motion": {"label": "Normal", "rationale": "The ball jumps forward once."}},
-     "annotator": "a1"}                       # optional
+     "annotator": "a1",                       # optional
+     "shown": {"colour": "red", "shape": "ball", "count": "1", "background": "green grass"}}
+                                              # optional: what a synthetic clip shows (its generator
+                                              # knows); the vision warm-up's attribute code reads it
 
 Pairwise row::
 
@@ -60,6 +63,8 @@ class RatedVideo(BaseModel):
     rubric: str = "lift"
     ratings: dict[str, Rating]
     annotator: str | None = None
+    shown: dict[str, str] | None = Field(None, description="What a synthetic clip shows (attribute -> value); "
+                                         "real rated sets have none.")
 
     def check(self, rubric: Rubric) -> None:
         dims = [d.name for d in rubric.dimensions]

@@ -121,6 +121,11 @@ class Scene:
             d["background"] = self.alt
         return Scene(**d)
 
+    def attributes(self) -> dict[str, str]:
+        """What the clip shows, as a ratings row's ``shown`` (the same for every prompt of the clip)."""
+        s = self.shown()
+        return {"colour": s.colour, "shape": s.shape, "count": str(s.count), "background": s.background}
+
     def variant(self, semantic: str, rng: np.random.Generator, vocab: "Vocabulary | None" = None) -> "Scene":
         """A scene that renders the same clip (same ``shown()``) under a prompt with defect ``semantic``
         (its other colour, shape, count or background drawn from ``vocab``, the fixed domain's by default)."""
@@ -290,7 +295,8 @@ def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, num_frames: int 
         rel = f"videos/{seed:03d}_{i:05d}.mp4"
         (out / rel).write_bytes(clip(scene, int(rng.integers(2**31))))
         variants = [scene] + [scene.variant(_variant_defect(scene, rng), rng, vocab) for _ in range(prompt_variants)]
-        rows += [RatedVideo(video=rel, prompt=v.prompt(), ratings=v.ratings(), annotator="synthetic") for v in variants]
+        rows += [RatedVideo(video=rel, prompt=v.prompt(), ratings=v.ratings(), annotator="synthetic",
+                            shown=scene.attributes()) for v in variants]
     path = out / name
     write_jsonl(path, rows)
     return path

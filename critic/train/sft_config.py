@@ -42,6 +42,13 @@ class SFTConfig:
                                                                    "(critic/train/vision_warmup.py) before SFT; "
                                                                    "batch_size / dimensions videos a step."})
     vision_warmup_lr: float = field(default=3e-3, metadata={"help": "Peak learning rate of the vision warm-up."})
+    vision_warmup_attributes: float = field(default=0.0, metadata={"help": "Weight of the warm-up's attribute code "
+                                                                          "(critic/train/vision_warmup.py): needs "
+                                                                          "rows with `shown` (synthetic sets)."})
+    freeze_vision: bool = field(default=False, metadata={"help": "Stage 2 trains the language model only: the "
+                                                                 "vision tower and connector keep their weights."})
+    dimension_weights: dict[str, int] = field(default_factory=dict, metadata={
+        "help": "Conversations of a dimension per row and epoch (default 1), e.g. {semantic_consistency: 2}."})
     eval_every: int = field(default=0, metadata={"help": "Validate every N steps; 0: after each epoch."})
     save_every: int = field(default=0, metadata={"help": "Checkpoint every N steps; 0: only at the end."})
     seed: int = field(default=0, metadata={"help": "Seeds the model build, the shuffling and the dropout."})
@@ -60,6 +67,11 @@ class SFTConfig:
             (self.max_answer_tokens >= 2, "max_answer_tokens must be >= 2"),
             (self.label_weight > 0, "label_weight must be > 0"),
             (self.vision_warmup_steps >= 0 and self.vision_warmup_lr > 0, "vision warm-up steps/lr must be >= 0/> 0"),
+            (self.vision_warmup_attributes >= 0, "vision_warmup_attributes must be >= 0"),
+            (all(isinstance(w, int) and w >= 1 for w in self.dimension_weights.values()),
+             f"dimension_weights must be whole numbers >= 1, got {self.dimension_weights}"),
+            (not self.freeze_vision or self.method == "full",
+             "freeze_vision needs method 'full' (a LoRA run trains its adapters only)"),
             (self.vision_warmup_steps == 0 or self.method == "full",
              "vision_warmup_steps needs method 'full' (a LoRA adapter would not keep the warmed-up tower)"),
         ]

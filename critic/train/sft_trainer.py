@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from contract.errors import InvalidParameterError
 from contract.sampling import FrameSampling
 from critic.base import check_prompt, prepare_input
 from critic.data.ratings import RatedVideo, read_training_ratings, video_path
@@ -76,6 +77,10 @@ class SFTTrainer:
                               target_modules=config.lora_target_modules)
             model = get_peft_model(model, lora)
         self.model = model.to(self.device)
+        unknown = set(config.dimension_weights) - {d.name for d in self.rubric.dimensions}
+        if unknown:
+            raise InvalidParameterError(f"dimension_weights names {sorted(unknown)}, not dimensions of rubric "
+                                        f"{self.rubric.name!r}")
         self.train_convs = self._conversations(self.train_rows, config.train)
         self.truncated = self._count_truncated(self.train_convs)
         self.history: list[dict] = []
@@ -196,7 +201,7 @@ class SFTTrainer:
         """Stage 1 (critic/train/vision_warmup.py): vision tower + connector through a pooled label head."""
         from tqdm.auto import tqdm
 
-        from critic.train.vision_warmup import PooledProbe, image_tokens, vision_parameters
+        from critic.train.vision_warmup import AttributeCode, PooledProbe, image_tokens, vision_parameters
 
         cfg, dims = self.config, self.rubric.dimensions
         labels = [lab.name for lab in self.rubric.labels]
@@ -204,6 +209,13 @@ class SFTTrainer:
         prompts = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in self.train_rows]
         targets = torch.tensor([[labels.index(r.ratings[d.name].label) for d in dims] for r in self.train_rows])
         hidden = self.model.get_input_embeddings().embedding_dim
+        code = None
+        if cfg.vision_warmup_attributes:
+            code = AttributeCode([r.shown for r in self.train_rows])
+            if not code.known.any() or code.width > hidden:
+                raise InvalidParameterError(
+                    f"vision_warmup_attributes needs training rows with `shown` and at most {hidden} attribute "
+                    f"values (the image tokens' width); got {int(code.known.sum())} rows, {code.width} values")
         probe = PooledProbe(hidden, len(self.tokenizer), len(dims), len(labels), cfg.frames).to(self.device)
         params = vision_parameters(self.model) + list(probe.parameters())
         opt, sched = self._optimizer(params, cfg.vision_warmup_lr, cfg.vision_warmup_steps)
@@ -218,6 +230,8 @@ class SFTTrainer:
             feats = image_tokens(self.model, enc["pixel_values"], enc.get("pixel_attention_mask"))
             logits = probe(feats, [prompts[i] for i in idx])
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets[idx].flatten().to(self.device))
+            if code is not None:
+                loss = loss + cfg.vision_warmup_attributes * code.loss(feats, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -234,8 +248,14 @@ class SFTTrainer:
 
         cfg = self.config
         stage1 = self.warmup_vision() if cfg.vision_warmup_steps else {}
+        if cfg.freeze_vision:
+            from critic.train.vision_warmup import vision_parameters
+
+            for p in vision_parameters(self.model):
+                p.requires_grad_(False)
         params = list(self.trainable_parameters().values())
-        steps_per_epoch = math.ceil(len(self.train_convs) / cfg.batch_size)
+        pool = self.epoch_pool()
+        steps_per_epoch = math.ceil(len(pool) / cfg.batch_size)
         total = min(cfg.max_steps or 10**12, steps_per_epoch * cfg.epochs)
         opt, sched = self._optimizer(params, cfg.lr, total)
         rng = random.Random(cfg.seed)
@@ -243,7 +263,7 @@ class SFTTrainer:
         bar = tqdm(total=total, desc="critic sft", disable=None)
         self.model.train()
         while step < total:
-            order = list(range(len(self.train_convs)))
+            order = list(pool)
             rng.shuffle(order)
             for start in range(0, len(order), cfg.batch_size):
                 if step >= total:
@@ -271,6 +291,13 @@ class SFTTrainer:
         self.save(self.out / "final")
         (self.out / "history.json").write_text(json.dumps({"summary": summary, "history": self.history}, indent=1))
         return summary
+
+    def epoch_pool(self) -> list[int]:
+        """The conversations one epoch visits (indices into ``train_convs``, one per row and dimension): each
+        ``dimension_weights[dimension]`` times, default once."""
+        dims = [d.name for d in self.rubric.dimensions]
+        weight = [self.config.dimension_weights.get(d, 1) for d in dims]
+        return [i for i in range(len(self.train_convs)) for _ in range(weight[i % len(dims)])]
 
     def critic(self):
         """The model being trained, as a critic (greedy, no rationale): for validation."""
