@@ -3,9 +3,11 @@ demo, rebuilt by `make critic` on the randomised domain plus a share of the fixe
 figures recorded beside it (eval.json, one report per set: the fixed synthetic domain, the randomised
 domain and the independent evaluation renderer, never trained on) are what it gives on those sets
 regenerated here; on the fixed domain and on the evaluation renderer it clearly beats the majority
-label on every dimension, and its fidelity and motion scores rank clips on every set. Issue 12's bar
-(0.85 per dimension on both renderers, ECE at most 0.1, no dimension on one label) is checked as an
-expected failure: semantic consistency never answers Good (README, "The shipped critic")."""
+label on every dimension, every dimension answers all three labels on every set, and every
+dimension's soft scores rank clips on every set. Issue 12's bar (0.85 per dimension on both
+renderers, ECE at most 0.1) is checked as an expected failure: fidelity and motion off the fixed
+domain and semantic consistency on the evaluation renderer stay below it (README, "The shipped
+critic")."""
 
 import json
 from pathlib import Path
@@ -67,12 +69,21 @@ def test_clearly_beats_the_majority_label(reports):
             base = m["majority_baseline"]
             assert m["accuracy"] >= base["accuracy"] + 0.1, (name, dim, m["accuracy"], base)
     for name, report in reports.items():
-        for dim in ("fidelity", "motion"):
-            assert report["dimensions"][dim]["spearman"] > 0.25, (name, dim, report["dimensions"][dim]["spearman"])
+        for dim, m in report["dimensions"].items():
+            assert m["spearman"] > 0.25, (name, dim, m["spearman"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: no dimension reaches 0.85 on the randomised domain or the "
-                                       "evaluation renderer (README, 'The shipped critic')")
+def test_no_dimension_is_stuck_on_a_label(reports):
+    """Each dimension answers Good, Normal and Bad on each set (the critic shipped before this one never
+    answered Good for semantic consistency: it read the background only)."""
+    for name, report in reports.items():
+        for dim, m in report["dimensions"].items():
+            predicted = {lab for row in m["confusion"].values() for lab, count in row.items() if count}
+            assert predicted == {"Good", "Normal", "Bad"}, (name, dim, predicted)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12: fidelity and motion off the fixed domain and semantic consistency "
+                                       "on the evaluation renderer are below 0.85 (README, 'The shipped critic')")
 def test_generalises_to_both_renderers(reports):
     for name in ("random", "eval"):
         for dim, m in reports[name]["dimensions"].items():
