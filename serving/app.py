@@ -41,7 +41,8 @@ from contract.protocol import (
 from critic.backends.engine import AsyncCritic
 from serving.auth import resolve_digests
 from serving.engine import Engine
-from serving.grpc_convert import batch_reply, batch_request, compare_request, compare_reply, score_reply, score_request
+from serving.grpc_convert import (batch_reply, batch_request, compare_reply, compare_request, parse_message,
+                                  score_reply, score_request)
 from serving.http import BodyLimits, error_response, parse
 from serving.idempotency import ResultStore, StoreUnavailable
 from serving.launch import DEFAULT_CONFIG, app_config, load_config
@@ -302,30 +303,34 @@ class Ingress:
             return empty
 
     def _grpc_size(self, request) -> None:
-        """The HTTP body limit, for gRPC messages (Ray's proxy accepts up to 2 GiB)."""
-        size, limit = request.ByteSize(), self.settings.max_request_bytes
+        """The HTTP body limit, for gRPC messages (Ray's proxy accepts up to 2 GiB); checked on the bytes,
+        before they are parsed."""
+        size = request.ByteSize() if hasattr(request, "ByteSize") else len(request)
+        limit = self.settings.max_request_bytes
         if size > limit:
             raise ServiceError("payload_too_large", f"request message is {size} bytes; the limit is {limit}")
 
-    async def Score(self, request: pb.ScoreRequest, grpc_context=None) -> pb.ScoreReply:
+    async def Score(self, request: pb.ScoreRequest | bytes, grpc_context=None) -> pb.ScoreReply:
         async def work(caller):
             self._grpc_size(request)
-            return score_reply(await self.engine.score(score_request(request), request.video or None, caller))
+            r = parse_message(pb.ScoreRequest, request)
+            return score_reply(await self.engine.score(score_request(r), r.video or None, caller))
 
         return await self._grpc("Score", grpc_context, work, pb.ScoreReply())
 
-    async def ScoreBatch(self, request: pb.ScoreBatchRequest, grpc_context=None) -> pb.ScoreBatchReply:
+    async def ScoreBatch(self, request: pb.ScoreBatchRequest | bytes, grpc_context=None) -> pb.ScoreBatchReply:
         async def work(caller):
             self._grpc_size(request)
-            return batch_reply(await self.engine.score_batch(batch_request(request), caller))
+            r = batch_request(parse_message(pb.ScoreBatchRequest, request))
+            return batch_reply(await self.engine.score_batch(r, caller))
 
         return await self._grpc("ScoreBatch", grpc_context, work, pb.ScoreBatchReply())
 
-    async def Compare(self, request: pb.CompareRequest, grpc_context=None) -> pb.CompareReply:
+    async def Compare(self, request: pb.CompareRequest | bytes, grpc_context=None) -> pb.CompareReply:
         async def work(caller):
             self._grpc_size(request)
-            r = await self.engine.compare(compare_request(request), request.video_a or None, request.video_b or None,
-                                          caller)
+            m = parse_message(pb.CompareRequest, request)
+            r = await self.engine.compare(compare_request(m), m.video_a or None, m.video_b or None, caller)
             return compare_reply(r)
 
         return await self._grpc("Compare", grpc_context, work, pb.CompareReply())

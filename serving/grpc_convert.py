@@ -12,10 +12,11 @@ import json
 from collections.abc import Callable
 from typing import TypeVar
 
+from google.protobuf.message import DecodeError, Message
 from pydantic import ValidationError
 
 from contract import critic_pb2 as pb
-from contract.errors import invalid
+from contract.errors import ServiceError, invalid
 from contract.protocol import (
     BatchScoreRequest,
     BatchScoreResponse,
@@ -26,6 +27,7 @@ from contract.protocol import (
 )
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 
 def _validated(build: Callable[[], T]) -> T:
@@ -33,6 +35,18 @@ def _validated(build: Callable[[], T]) -> T:
         return build()
     except ValidationError as e:
         raise invalid(e) from None
+
+
+def parse_message(message: type[M], request: M | bytes) -> M:
+    """The RPC's message: ``request`` as is, or parsed from the bytes the servicer registration passes
+    through (``serving.grpc_servicer``); bytes that are not such a message are ``invalid_request``."""
+    if isinstance(request, message):
+        return request
+    try:
+        return message.FromString(bytes(request))
+    except DecodeError as e:
+        name = message.DESCRIPTOR.full_name
+        raise ServiceError("invalid_request", f"the request is not a {name} message: {e}") from None
 
 
 def sampling(request) -> dict | None:

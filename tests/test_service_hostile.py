@@ -178,6 +178,23 @@ def test_grpc_validation_is_invalid_argument_and_not_retried(svc, call, code):
     assert e.value.status == 422 and e.value.code == code and e.value.attempts == 1
 
 
+@pytest.mark.parametrize("method", ["Score", "ScoreBatch", "Compare"])
+@pytest.mark.parametrize("body", [b"\xff" * 40, b"\x0a\x04a \xff\xfe", b"\x0a\x20abc"],
+                         ids=["garbage", "invalid UTF-8 prompt", "truncated"])
+def test_grpc_bytes_that_do_not_parse_are_invalid_argument(svc, method, body):
+    """Raw bytes, not a client's message: grpc used to parse them before the service saw the call and
+    answer UNKNOWN; the registration passes them through and the ingress answers invalid_request."""
+    md = [("application", "lift-critic"), ("authorization", f"Bearer {K1}")]
+    with grpc.insecure_channel(svc.grpc) as channel:
+        call = channel.unary_unary(f"/liftcritic.CriticService/{method}", request_serializer=lambda b: b,
+                                   response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as e:
+            call(body, metadata=md, timeout=60)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.value.code(), e.value.details())
+    assert json.loads(e.value.details())["error"]["code"] == "invalid_request"
+    _ready(svc)
+
+
 def test_grpc_message_over_the_limit_is_resource_exhausted(svc):
     md = [("application", "lift-critic"), ("authorization", f"Bearer {K1}")]
     with grpc.insecure_channel(svc.grpc, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
