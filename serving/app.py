@@ -302,34 +302,32 @@ class Ingress:
             ctx.set_details(ErrorBody.of(e).model_dump_json(exclude_none=True))
             return empty
 
-    def _grpc_size(self, request) -> None:
-        """The HTTP body limit, for gRPC messages (Ray's proxy accepts up to 2 GiB); checked on the bytes,
-        before they are parsed."""
+    def _grpc_message(self, message, request):
+        """The RPC's message, after the HTTP body limit (Ray's proxy accepts up to 2 GiB), checked on the
+        bytes before they are parsed (``parse_message``: bytes that do not parse are ``invalid_request``)."""
         size = request.ByteSize() if hasattr(request, "ByteSize") else len(request)
         limit = self.settings.max_request_bytes
         if size > limit:
             raise ServiceError("payload_too_large", f"request message is {size} bytes; the limit is {limit}")
+        return parse_message(message, request)
 
     async def Score(self, request: pb.ScoreRequest | bytes, grpc_context=None) -> pb.ScoreReply:
         async def work(caller):
-            self._grpc_size(request)
-            r = parse_message(pb.ScoreRequest, request)
+            r = self._grpc_message(pb.ScoreRequest, request)
             return score_reply(await self.engine.score(score_request(r), r.video or None, caller))
 
         return await self._grpc("Score", grpc_context, work, pb.ScoreReply())
 
     async def ScoreBatch(self, request: pb.ScoreBatchRequest | bytes, grpc_context=None) -> pb.ScoreBatchReply:
         async def work(caller):
-            self._grpc_size(request)
-            r = batch_request(parse_message(pb.ScoreBatchRequest, request))
+            r = batch_request(self._grpc_message(pb.ScoreBatchRequest, request))
             return batch_reply(await self.engine.score_batch(r, caller))
 
         return await self._grpc("ScoreBatch", grpc_context, work, pb.ScoreBatchReply())
 
     async def Compare(self, request: pb.CompareRequest | bytes, grpc_context=None) -> pb.CompareReply:
         async def work(caller):
-            self._grpc_size(request)
-            m = parse_message(pb.CompareRequest, request)
+            m = self._grpc_message(pb.CompareRequest, request)
             r = await self.engine.compare(compare_request(m), m.video_a or None, m.video_b or None, caller)
             return compare_reply(r)
 
