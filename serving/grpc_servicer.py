@@ -13,15 +13,18 @@ import grpc
 
 from contract import critic_pb2 as pb
 
-SERVICE = "liftcritic.CriticService"
-REPLIES = {"Score": pb.ScoreReply, "ScoreBatch": pb.ScoreBatchReply, "Compare": pb.CompareReply}
+SERVICE = pb.DESCRIPTOR.services_by_name["CriticService"]  # its RPCs, all unary, as the .proto declares them
 
 
 def add_CriticServiceServicer_to_server(servicer, server) -> None:  # noqa: N802 (the generated name)
-    handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=None,
-                                                          response_serializer=reply.SerializeToString)
-                for name, reply in REPLIES.items()}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    handlers = {m.name: grpc.unary_unary_rpc_method_handler(getattr(servicer, m.name), request_deserializer=None,
+                                                            response_serializer=_serialize)
+                for m in SERVICE.methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
     add_registered = getattr(server, "add_registered_method_handlers", None)
     if add_registered is not None:
-        add_registered(SERVICE, handlers)
+        add_registered(SERVICE.full_name, handlers)
+
+
+def _serialize(reply) -> bytes:
+    return reply.SerializeToString()
