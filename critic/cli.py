@@ -153,12 +153,12 @@ def cmd_synth(args) -> dict:
     if args.renderer == "eval":
         from critic.data.eval_renderer import generate_eval
 
-        if args.domain != "fixed" or args.prompt_variants:
-            raise InvalidParameterError("--renderer eval draws its own domain: no --domain, no --prompt-variants")
+        if args.domain != "fixed" or args.prompt_variants or args.undirected:
+            raise InvalidParameterError("--renderer eval draws its own domain: no --domain, --prompt-variants or --undirected")
         path = generate_eval(args.out, args.n, seed=args.seed, name=args.name)
     else:
         path = generate(args.out, args.n, seed=args.seed, num_frames=args.num_frames, size=args.size, name=args.name,
-                        prompt_variants=args.prompt_variants, domain=args.domain)
+                        prompt_variants=args.prompt_variants, domain=args.domain, undirected=args.undirected)
     return {"ratings": str(path), "videos": args.n, "seed": args.seed, "renderer": args.renderer, "domain": args.domain}
 
 
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="ratings.jsonl")
     p.add_argument("--prompt-variants", type=int, default=0,
                    help="extra rows per clip: the same file under another prompt (semantic label follows)")
+    p.add_argument("--undirected", type=float, default=0.0,
+                   help="share of rows whose prompt names no direction (reversed motion is then Good)")
     p.add_argument("--domain", default="fixed", choices=["fixed", "random"],
                    help="fixed: one style (the default); random: domain randomisation (critic/data/randomised.py)")
     p.add_argument("--renderer", default="train", choices=["train", "eval"],

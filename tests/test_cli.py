@@ -45,12 +45,14 @@ def test_compare(clips):
         (["score", "{clean}", "--prompt", "x", "--segments", "99"], "invalid_parameter"),
         (["score", "{clean}", "--prompt", "x", "--frames", "0"], "invalid_parameter"),
         (["score", "{clean}", "--prompt", "x", "--model", "{missing}"], "model_load_error"),
+        (["synth", "{out}", "--n", "2", "--undirected", "2"], "invalid_parameter"),
+        (["synth", "{out}", "--n", "2", "--renderer", "eval", "--undirected", "0.5"], "invalid_parameter"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line(tmp_path, clips, args, code):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"not a video" * 100)
-    fill = {"garbage": garbage, "missing": tmp_path / "missing.mp4", "clean": clips["clean"]}
+    fill = {"garbage": garbage, "missing": tmp_path / "missing.mp4", "clean": clips["clean"], "out": tmp_path / "set"}
     p = run(*[a.format(**fill) for a in args])
     assert p.returncode == 2
     assert p.stdout == ""

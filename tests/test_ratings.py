@@ -66,9 +66,9 @@ def test_round_trip_through_lift_conversations(tmp_path):
     human, gpt = convs[0]["conversations"][0]["value"], convs[0]["conversations"][1]["value"]
     assert human.startswith("<video>\n" + rows[0].prompt + " ") and gpt.split(".")[0] in ("Good", "Normal", "Bad")
     back = from_lift_conversations(json.loads(json.dumps(convs)))
-    # LiFT's conversation format has no place for who rated a clip or what a synthetic clip shows
-    assert [r.model_dump() for r in back] == [r.model_dump(exclude={"annotator", "shown"}) | {"annotator": None, "shown": None}
-                                              for r in rows]
+    # LiFT's conversation format has no place for who rated a clip or what a synthetic clip shows, and where
+    gone = {"annotator": None, "shown": None, "track": None}
+    assert [r.model_dump() for r in back] == [r.model_dump(exclude=set(gone)) | gone for r in rows]
 
 
 def test_pairwise_rows(tmp_path):
@@ -153,7 +153,7 @@ def test_prompt_variants_reuse_the_clip_and_relabel_only_semantics(tmp_path):
             assert v.ratings["fidelity"] == a.ratings["fidelity"] and v.ratings["motion"] == a.ratings["motion"]
         for r in rows[k : k + 3]:  # `shown` is what the clip shows: the prompt's words where it matches them
             s, label = r.shown, r.ratings["semantic_consistency"].label
-            assert set(s) == {"colour", "shape", "count", "background"}
+            assert set(s) == {"colour", "shape", "count", "background", "fidelity"}
             if label == "Good":
                 assert f" {s['colour']} {s['shape']}" in r.prompt and r.prompt.endswith(s["background"])
             elif label == "Normal":

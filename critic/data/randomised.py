@@ -23,7 +23,7 @@ import numpy as np
 
 from contract.sampling import FrameSampling
 from contract.video import encode_video
-from critic.data.synthetic import FIDELITY, MOTION, SEMANTIC, WIDE, Scene, _other, _pick
+from critic.data.synthetic import FIDELITY, MOTION, SEMANTIC, WIDE, Scene, _other, _pick, track_point
 
 SIZES = ((48, 48), (64, 64), (64, 64), (80, 80), (96, 96), (64, 96), (96, 64), (72, 96))
 RATES = (6, 8, 10, 12, 15, 24)
@@ -56,28 +56,30 @@ def _contrast(a, b) -> bool:
     return float(np.abs(np.subtract(a, b, dtype=np.float32)).sum()) > 120
 
 
-def clip(scene: Scene, seed: int) -> bytes:
-    """The mp4 of ``scene`` in a style drawn from ``seed``."""
+def clip(scene: Scene, seed: int) -> tuple[bytes, list[tuple[float, float]]]:
+    """The mp4 of ``scene`` in a style drawn from ``seed``, and its objects' track (``render``)."""
     rng = np.random.default_rng(seed)
-    frames, fps = render(scene, rng)
-    return encode_video(frames, fps=fps, qp=int(rng.integers(12, 27)))
+    frames, fps, track = render(scene, rng)
+    return encode_video(frames, fps=fps, qp=int(rng.integers(12, 27))), track
 
 
-def render(scene: Scene, rng: np.random.Generator, objects: bool = True) -> tuple[np.ndarray, int]:
-    """``(T, H, W, 3)`` uint8 frames of the clip ``scene`` describes, and their frame rate
-    (``objects=False``: the same clip with the objects left out, its empty plate)."""
+def render(scene: Scene, rng: np.random.Generator,
+           objects: bool = True) -> tuple[np.ndarray, int, list[tuple[float, float]]]:
+    """``(T, H, W, 3)`` uint8 frames of the clip ``scene`` describes, their frame rate, and where the
+    objects are in each frame (the mean of their centres, ``synthetic.track_point``; ``objects=False``:
+    the same clip with the objects left out, its empty plate, and where they would be)."""
     shown = scene.shown()
     h, w = SIZES[rng.integers(len(SIZES))]
     t = int(rng.integers(10, 33))
     fps = int(RATES[rng.integers(len(RATES))])
     view = VIEW.indices(t, fps)
     progress = _progress(scene.motion, t, view, np.random.default_rng(rng.integers(2**63)))
-    frames = _draw(shown, progress, h, w, rng, objects)
+    frames, track = _draw(shown, progress, h, w, rng, objects)
     frames = _light(frames, rng)
     if scene.motion == "flicker":
         frames = _flicker(frames, view, rng)
     frames = _degrade(frames, scene.fidelity, rng)
-    return np.clip(frames, 0, 255).astype(np.uint8), fps
+    return np.clip(frames, 0, 255).astype(np.uint8), fps, track
 
 
 # ---- motion -------------------------------------------------------------------------------
@@ -110,7 +112,8 @@ def _progress(motion: str, t: int, view: list[int], rng: np.random.Generator) ->
     return p
 
 
-def _draw(shown: Scene, progress: np.ndarray, h: int, w: int, rng: np.random.Generator, objects: bool) -> np.ndarray:
+def _draw(shown: Scene, progress: np.ndarray, h: int, w: int, rng: np.random.Generator,
+          objects: bool) -> tuple[np.ndarray, list[tuple[float, float]]]:
     axis, sign = AXES[shown.direction]
     along, across = (w, h) if axis == 1 else (h, w)
     gap = across / shown.count  # one lane per object, objects at least about two radii apart
@@ -124,17 +127,20 @@ def _draw(shown: Scene, progress: np.ndarray, h: int, w: int, rng: np.random.Gen
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     soft = rng.uniform(0.3, 1.2)
     frames = np.empty((len(progress), h, w, 3), np.float32)
+    track = []
     for i, p in enumerate(progress):
         pos = start + p * travel
         pos = pos if sign > 0 else along - pos
+        sway = wobble * np.sin(2 * np.pi * p)
+        mid = float(np.mean(lanes)) + sway
+        track.append(track_point(*((pos, mid) if axis == 1 else (mid, pos)), w, h))
         img = bg.copy()
         for lane in lanes if objects else ():
-            c_across = lane + wobble * np.sin(2 * np.pi * p)
-            cx, cy = (pos, c_across) if axis == 1 else (c_across, pos)
+            cx, cy = (pos, lane + sway) if axis == 1 else (lane + sway, pos)
             cover = _shape(shown.shape, xx - cx, yy - cy, r, soft)
             img = img * (1 - cover[..., None]) + colour * cover[..., None]
         frames[i] = img
-    return frames
+    return frames, track
 
 
 def _shape(shape: str, dx: np.ndarray, dy: np.ndarray, r: float, soft: float) -> np.ndarray:

@@ -9,9 +9,11 @@ Pointwise row::
                  "fidelity": {"label": "Bad", "rationale": "Heavy noise covers every frame."},
                  "motion": {"label": "Normal", "rationale": "The ball jumps forward once."}},
      "annotator": "a1",                       # optional
-     "shown": {"colour": "red", "shape": "ball", "count": "1", "background": "green grass"}}
+     "shown": {"colour": "red", "shape": "ball", "count": "1", "background": "green grass", "fidelity": "none"},
                                               # optional: what a synthetic clip shows (its generator
                                               # knows); the vision warm-up's attribute code reads it
+     "track": [[0.21, 0.5], [0.26, 0.5], ...]}  # optional: where a synthetic clip's objects are in each
+                                              # frame (x, y as fractions of width and height)
 
 Pairwise row::
 
@@ -65,6 +67,9 @@ class RatedVideo(BaseModel):
     annotator: str | None = None
     shown: dict[str, str] | None = Field(None, description="What a synthetic clip shows (attribute -> value); "
                                          "real rated sets have none.")
+    track: list[tuple[float, float]] | None = Field(
+        None, description="Where a synthetic clip's objects are in each frame: the mean of their centres, x and y "
+                          "as fractions of the frame's width and height; real rated sets have none.")
 
     def check(self, rubric: Rubric) -> None:
         dims = [d.name for d in rubric.dimensions]

@@ -18,7 +18,7 @@ What every label means (the one place it is written down; every renderer of the 
 | | jump | Normal | the objects skip forward once, then move on smoothly |
 | | flicker | Bad | the brightness (or colour) jumps between frames |
 | | freeze | Bad | the objects stop for a third of the clip or more |
-| | reversed | Bad | the objects move against the prompt's direction |
+| | reversed | Bad | the objects move against the prompt's direction (a prompt that names none, ``--undirected``: any direction is Good) |
 
 The fixed domain (``render``, the default) draws one style: 64x64, 16 frames at 8 fps, the
 same sizes, lane and speed range, one implementation of each defect; the randomised domain
@@ -31,15 +31,18 @@ Seeded and reproducible: ``generate(out_dir, n, seed)`` writes ``videos/*.mp4`` 
 each clip also gets k rows with another prompt for the same file (``Scene.variant``): the
 clip is unchanged, the prompt asks for something else, and the semantic label follows.
 Such pairs only differ in how text and video agree, so a critic learns to compare the two
-instead of guessing from priors (fidelity and motion stay as they were).
+instead of guessing from priors (fidelity and motion stay as they were). With ``undirected=p``
+each row's prompt leaves the direction out with probability p ("a red ball moves over green
+grass"): reversed motion is then no defect, so a critic learns that only a named direction
+can be gone against.
 
-    lift-critic synth OUT_DIR --n 600 --seed 0 [--prompt-variants 1] [--domain random | --renderer eval]
+    lift-critic synth OUT_DIR --n 600 --seed 0 [--prompt-variants 1] [--undirected 0.5] [--domain random | --renderer eval]
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +101,7 @@ class Scene:
     alt: str | None = None
     verb: str = "moves"
     direction: str = "left to right"
+    says_direction: bool = True  # False: the prompt leaves the direction out, and no motion is against it
 
     def prompt(self) -> str:
         """What the text asks for; a semantic defect makes the clip differ from it."""
@@ -105,7 +109,8 @@ class Scene:
         noun = shape + ("s" if count > 1 else "")
         verb = self.verb.removesuffix("s") if count > 1 else self.verb
         article = {**COUNTS, **EXTRA_COUNTS}[count] if count > 1 else ("an" if colour[0] in "aeiou" else "a")
-        return f"{article} {colour} {noun} {verb} from {self.direction} over {bg}"
+        way = f" from {self.direction}" if self.says_direction else ""
+        return f"{article} {colour} {noun} {verb}{way} over {bg}"
 
     def shown(self) -> "Scene":
         """What the clip actually shows."""
@@ -124,7 +129,8 @@ class Scene:
     def attributes(self) -> dict[str, str]:
         """What the clip shows, as a ratings row's ``shown`` (the same for every prompt of the clip)."""
         s = self.shown()
-        return {"colour": s.colour, "shape": s.shape, "count": str(s.count), "background": s.background}
+        return {"colour": s.colour, "shape": s.shape, "count": str(s.count), "background": s.background,
+                "fidelity": self.fidelity}
 
     def variant(self, semantic: str, rng: np.random.Generator, vocab: "Vocabulary | None" = None) -> "Scene":
         """A scene that renders the same clip (same ``shown()``) under a prompt with defect ``semantic``
@@ -132,7 +138,8 @@ class Scene:
         vocab = vocab or BASE
         x = self.shown()
         d = dict(colour=x.colour, shape=x.shape, count=x.count, background=x.background, verb=x.verb,
-                 direction=x.direction, fidelity=self.fidelity, motion=self.motion, semantic=semantic)
+                 direction=x.direction, fidelity=self.fidelity, motion=self.motion, semantic=semantic,
+                 says_direction=self.says_direction)
         if semantic == "colour":
             d.update(colour=_other(list(vocab.colours), x.colour, rng), alt=x.colour)
         elif semantic == "shape":
@@ -161,22 +168,34 @@ class Scene:
             "heavy_noise": "Heavy noise covers every frame.",
             "blocky": "The frames are full of blocky artefacts.",
         }[self.fidelity]
+        motion = "none" if self.motion == "reversed" and not self.says_direction else self.motion
         mot = {
             "none": "The motion is smooth and continuous.",
             "jump": "The object jumps forward once.",
             "flicker": "The video flickers between bright and dark frames.",
             "freeze": "The motion freezes partway through.",
             "reversed": f"The object moves from {DIRECTIONS[self.direction]}, against the described motion.",
-        }[self.motion]
+        }[motion]
         return {
             "semantic_consistency": Rating(label=SEMANTIC[self.semantic], rationale=sem),
             "fidelity": Rating(label=FIDELITY[self.fidelity], rationale=fid),
-            "motion": Rating(label=MOTION[self.motion], rationale=mot),
+            "motion": Rating(label=MOTION[motion], rationale=mot),
         }
 
 
 def render(scene: Scene, num_frames: int = 16, size: int = 64, seed: int = 0) -> np.ndarray:
     """Draw the clip ``scene`` describes (its shown version), then inject its defects."""
+    return render_with_track(scene, num_frames, size, seed)[0]
+
+
+def track_point(x: float, y: float, width: int, height: int) -> tuple[float, float]:
+    """A row's ``track`` entry: a position in pixels as fractions of the frame, 4 decimals."""
+    return (round(float(x) / width, 4), round(float(y) / height, 4))
+
+
+def render_with_track(scene: Scene, num_frames: int = 16, size: int = 64,
+                      seed: int = 0) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """``render``'s frames and where the objects are in each (the mean of their centres, ``track_point``)."""
     rng = np.random.default_rng(seed)
     shown = scene.shown()
     yy, xx = np.mgrid[0:size, 0:size]
@@ -195,6 +214,7 @@ def render(scene: Scene, num_frames: int = 16, size: int = 64, seed: int = 0) ->
     elif scene.motion == "reversed":
         steps = steps[::-1]
     colour = np.array(COLOURS[shown.colour], np.float32)
+    track = [track_point(x0 + step * speed, np.mean(lanes) * size, size, size) for step in steps]
     for t, step in enumerate(steps):
         img = np.broadcast_to(bg, (size, size, 3)) + texture
         x = x0 + step * speed
@@ -219,7 +239,7 @@ def render(scene: Scene, num_frames: int = 16, size: int = 64, seed: int = 0) ->
         small = frames.reshape(num_frames, size // b, b, size // b, b, 3).mean(axis=(2, 4))
         jitter = rng.normal(0, 20, small.shape)
         frames = np.repeat(np.repeat(small + jitter, b, axis=1), b, axis=2)
-    return np.clip(frames, 0, 255).astype(np.uint8)
+    return np.clip(frames, 0, 255).astype(np.uint8), track
 
 
 def _blur(frames: np.ndarray, k: int) -> np.ndarray:
@@ -268,12 +288,14 @@ DOMAINS = ("fixed", "random")
 
 
 def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, num_frames: int = 16, size: int = 64,
-             name: str = "ratings.jsonl", prompt_variants: int = 0, domain: str = "fixed") -> Path:
+             name: str = "ratings.jsonl", prompt_variants: int = 0, domain: str = "fixed", undirected: float = 0.0) -> Path:
     """Write ``n`` rated clips under ``out_dir`` (and ``prompt_variants`` extra prompts for each);
     returns the JSONL path. ``domain="random"`` draws them with ``critic.data.randomised`` (which
-    picks its own frame count and size; ``num_frames`` and ``size`` are the fixed domain's)."""
-    if n < 1 or prompt_variants < 0:
-        raise InvalidParameterError(f"synthetic set: n must be >= 1 and prompt_variants >= 0, got {n}, {prompt_variants}")
+    picks its own frame count and size; ``num_frames`` and ``size`` are the fixed domain's).
+    ``undirected``: the share of rows whose prompt names no direction (0 draws nothing extra from the seed)."""
+    if n < 1 or prompt_variants < 0 or not 0 <= undirected <= 1:
+        raise InvalidParameterError(f"synthetic set: n must be >= 1, prompt_variants >= 0 and undirected in [0, 1], "
+                                    f"got {n}, {prompt_variants}, {undirected}")
     if domain not in DOMAINS:
         raise InvalidParameterError(f"synthetic set: unknown domain {domain!r}; known: {', '.join(DOMAINS)}")
     if domain == "random":
@@ -284,19 +306,23 @@ def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, num_frames: int 
     else:
         sample, vocab = sample_scene, BASE
 
-        def clip(scene: Scene, seed: int) -> bytes:
-            return encode_video(render(scene, num_frames, size, seed=seed), fps=8)
+        def clip(scene: Scene, seed: int) -> tuple[bytes, list[tuple[float, float]]]:
+            frames, track = render_with_track(scene, num_frames, size, seed=seed)
+            return encode_video(frames, fps=8), track
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    rng, leave_out = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     rows = []
     for i in range(n):
         scene = sample(rng)
         rel = f"videos/{seed:03d}_{i:05d}.mp4"
-        (out / rel).write_bytes(clip(scene, int(rng.integers(2**31))))
+        data, track = clip(scene, int(rng.integers(2**31)))
+        (out / rel).write_bytes(data)
         variants = [scene] + [scene.variant(_variant_defect(scene, rng), rng, vocab) for _ in range(prompt_variants)]
+        if undirected:  # its own draws: the clips and every other row stay as they are without it
+            variants = [replace(v, says_direction=bool(leave_out.random() >= undirected)) for v in variants]
         rows += [RatedVideo(video=rel, prompt=v.prompt(), ratings=v.ratings(), annotator="synthetic",
-                            shown=scene.attributes()) for v in variants]
+                            shown=scene.attributes(), track=track) for v in variants]
     path = out / name
     write_jsonl(path, rows)
     return path
