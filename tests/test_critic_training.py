@@ -178,6 +178,33 @@ def test_attribute_code_is_one_hot_per_attribute_and_skips_rows_without_one():
     assert code.loss(tokens, [1]).item() == 0.0
 
 
+def test_attribute_code_tracks_the_objects_in_the_frames_the_critic_reads():
+    from critic.train.vision_warmup import AttributeCode
+
+    long = [(i / 11, 0.5) for i in range(12)]  # 12 frames: the critic reads 4 of them, uniformly
+    code = AttributeCode([{"colour": "red"}, {"colour": "red"}, None], [long, long[:3], long], frames=4)
+    assert code.attributes == 1 and code.width == 3  # one value, then x and y
+    assert code.tracked.tolist() == [True, False, True] and code.known.tolist() == [True, True, False]
+    picks = FrameSampling.uniform(4).indices(12, 1.0)
+    assert torch.allclose(code.track[0], torch.tensor([[2 * long[i][0] - 1, 0.0] for i in picks]))
+    tokens = torch.zeros(3, 4 * 5, 8)  # 4 frames of 5 tokens
+    tokens[:2, :, 0] = 1.0
+    tokens[0, :, 1:3] = code.track[0].repeat_interleave(5, 0)
+    tokens[2, :, 1:3] = code.track[2].repeat_interleave(5, 0)
+    tokens[1, :, 1:3] = 9.0  # a clip shorter than the frames read has no track target
+    tokens[2, :, 0] = 9.0  # a row without `shown` has no attribute target
+    assert code.loss(tokens, [0, 1, 2]).item() == 0.0
+    tokens[2, :5, 2] += 1.0  # the first frame's y off by one in the row with only a track
+    assert code.loss(tokens, [0, 1, 2]).item() == pytest.approx(5 / (3 * 20))
+    assert AttributeCode([{"colour": "red"}]).width == 1  # no track, no track channels
+    shown = [{"colour": "red", "shape": "ball"}, {"colour": "blue", "shape": "square"}]
+    held = AttributeCode(shown, [long, long], frames=4, holds=["colour"])  # the colour only: no shape, no track
+    assert held.values == [("colour", "blue"), ("colour", "red")] and held.width == 2 and not held.tracked.any()
+    assert AttributeCode(shown, [long, long], frames=4, holds=["shape", "track"]).width == 4
+    with pytest.raises(InvalidParameterError, match="count"):
+        AttributeCode(shown, holds=["colour", "count"])
+
+
 def test_vision_warmup_writes_the_attribute_code_into_the_image_tokens(tiny_vlm_path, synth_set, tmp_path):
     from critic.train.sft_trainer import SFTTrainer, _stack_padded
     from critic.train.vision_warmup import AttributeCode, image_tokens
@@ -186,8 +213,8 @@ def test_vision_warmup_writes_the_attribute_code_into_the_image_tokens(tiny_vlm_
                     vision_warmup_steps=40, vision_warmup_lr=1e-2, vision_warmup_attributes=1.0, batch_size=12,
                     warmup_ratio=0.0)
     trainer = SFTTrainer(cfg)
-    code = AttributeCode([r.shown for r in trainer.train_rows])
-    assert code.known.all() and code.width >= 8  # colours, shapes, counts and backgrounds of 12 clips
+    code = AttributeCode([r.shown for r in trainer.train_rows], [r.track for r in trainer.train_rows], cfg.frames)
+    assert code.known.all() and code.tracked.all() and code.width >= 10  # what 12 clips show, and where
     videos = trainer.train_convs[:: len(trainer.rubric.dimensions)]
 
     def code_loss():
@@ -206,9 +233,11 @@ def test_vision_warmup_attributes_need_rows_that_say_what_they_show(tiny_vlm_pat
 
     with pytest.raises(InvalidParameterError, match="vision_warmup_attributes"):
         SFTConfig(model="m", train="t", output_dir="o", method="full", vision_warmup_attributes=-1.0)
-    bare = tmp_path / "bare.jsonl"  # the same rows without `shown`, as a real rated set would come
+    bare = tmp_path / "bare.jsonl"  # the same rows without `shown` and `track`, as a real rated set would come
     rows = [json.loads(line) for line in synth_set.read_text().splitlines()]
-    bare.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "shown"}) + "\n" for r in rows))
+    assert all(r["shown"] and r["track"] for r in rows)
+    bare.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in ("shown", "track")}) + "\n"
+                            for r in rows))
     (tmp_path / "videos").symlink_to(synth_set.parent / "videos")
     cfg = SFTConfig(model=str(tiny_vlm_path), train=str(bare), output_dir=str(tmp_path / "o"), method="full",
                     vision_warmup_steps=2, vision_warmup_attributes=1.0, batch_size=12)

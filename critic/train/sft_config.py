@@ -45,6 +45,9 @@ class SFTConfig:
     vision_warmup_attributes: float = field(default=0.0, metadata={"help": "Weight of the warm-up's attribute code "
                                                                           "(critic/train/vision_warmup.py): needs "
                                                                           "rows with `shown` (synthetic sets)."})
+    vision_warmup_code: list[str] | None = field(default=None, metadata={
+        "help": "What the attribute code holds: `shown` attributes (colour, shape, count, background, fidelity) "
+                "and/or `track` (where the objects are in each frame); default everything the rows carry."})
     freeze_vision: bool = field(default=False, metadata={"help": "Stage 2 trains the language model only: the "
                                                                  "vision tower and connector keep their weights."})
     dimension_weights: dict[str, int] = field(default_factory=dict, metadata={

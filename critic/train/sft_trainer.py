@@ -211,11 +211,13 @@ class SFTTrainer:
         hidden = self.model.get_input_embeddings().embedding_dim
         code = None
         if cfg.vision_warmup_attributes:
-            code = AttributeCode([r.shown for r in self.train_rows])
-            if not code.known.any() or code.width > hidden:
+            code = AttributeCode([r.shown for r in self.train_rows], [r.track for r in self.train_rows], cfg.frames,
+                                 cfg.vision_warmup_code)
+            if not (code.known | code.tracked).any() or code.width > hidden:
                 raise InvalidParameterError(
-                    f"vision_warmup_attributes needs training rows with `shown` and at most {hidden} attribute "
-                    f"values (the image tokens' width); got {int(code.known.sum())} rows, {code.width} values")
+                    f"vision_warmup_attributes needs training rows with `shown` or `track` and a code of at most "
+                    f"{hidden} channels (the image tokens' width); got {int((code.known | code.tracked).sum())} rows, "
+                    f"{code.width} channels")
         probe = PooledProbe(hidden, len(self.tokenizer), len(dims), len(labels), cfg.frames).to(self.device)
         params = vision_parameters(self.model) + list(probe.parameters())
         opt, sched = self._optimizer(params, cfg.vision_warmup_lr, cfg.vision_warmup_steps)
