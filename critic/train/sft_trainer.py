@@ -213,10 +213,10 @@ class SFTTrainer:
         if cfg.vision_warmup_attributes:
             code = AttributeCode([r.shown for r in self.train_rows], [r.track for r in self.train_rows], cfg.frames,
                                  cfg.vision_warmup_code)
-            if not (code.known | code.tracked).any() or code.width > hidden:
+            if not code.has_target.any() or code.width > hidden:
                 raise InvalidParameterError(
                     f"vision_warmup_attributes needs training rows with `shown` or `track` and a code of at most "
-                    f"{hidden} channels (the image tokens' width); got {int((code.known | code.tracked).sum())} rows, "
+                    f"{hidden} channels (the image tokens' width); got {int(code.has_target.sum())} rows, "
                     f"{code.width} channels")
         probe = PooledProbe(hidden, len(self.tokenizer), len(dims), len(labels), cfg.frames).to(self.device)
         params = vision_parameters(self.model) + list(probe.parameters())

@@ -64,7 +64,8 @@ class AttributeCode:
     with colour and count linearly decodable at 0.96-0.99 only the background rule, 0.54). With this
     target the tower writes such a code itself. The same held for fidelity and motion: without the defect
     and the track in the code the shipped critic called almost every blurred clip Good and missed reversed
-    motion in three of the four directions, on its own training clips too. The vocabulary is the training
+    motion in three of the four directions, on its own training clips too; with them (``holds``), the
+    shipped recipe gained fidelity but lost semantic consistency (README), so it pins the four attributes. The vocabulary is the training
     set's; a value it never saw has no channel, so the code is for the synthetic vocabulary a tiny critic
     learns, nothing more."""
 
@@ -96,12 +97,12 @@ class AttributeCode:
             if self.tracked[row]:
                 self.track[row] = torch.tensor([t[i] for i in view.indices(len(t), 1.0)]) * 2 - 1
         self.width = self.attributes + (2 if self.tracked.any() else 0)
+        self.has_target = self.known | self.tracked  # rows the code says anything about
 
     def loss(self, image_tokens: torch.Tensor, rows: list[int]) -> torch.Tensor:
         """Squared error summed over the code's channels a row has, averaged over the tokens of the rows
         that have any."""
-        known, tracked = self.known[rows], self.tracked[rows]
-        keep = known | tracked
+        known, tracked, keep = self.known[rows], self.tracked[rows], self.has_target[rows]
         if not keep.any():
             return image_tokens.sum() * 0.0
         x = image_tokens[keep.to(image_tokens.device)]
