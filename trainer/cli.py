@@ -94,7 +94,8 @@ def main(argv=None) -> int:
         trainer = build(config_path, method, **args)
         report = run(trainer, stop_after=stop_after)
         if trainer.is_main:
-            print(json.dumps(report, indent=2))
+            print(json.dumps(report, indent=2), flush=True)
+        trainer.ranks.close()
         return 0
     except (ConfigError, FileNotFoundError) as e:
         print(f"lift-train: error: {e}", file=sys.stderr)

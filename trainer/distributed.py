@@ -39,6 +39,15 @@ class Ranks:
         lo, hi = (self.rank * n) // self.world, ((self.rank + 1) * n) // self.world
         return range(lo, hi)
 
+    def close(self) -> None:
+        """Tear the process group down (every rank, after its last collective, on success only: a rank that
+        failed may leave the others in a collective, and destroying then deadlocks). Left to interpreter exit,
+        gloo's worker threads can outlive the interpreter and abort the process ("terminate called without an
+        active exception", pytorch/pytorch#190489) after all the work is done."""
+        if self.distributed and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
     def barrier(self) -> None:
         if self.distributed:
             torch.distributed.barrier()
