@@ -45,7 +45,7 @@ class Ranks:
         gloo's worker threads can outlive the interpreter and abort the process ("terminate called without an
         active exception", pytorch/pytorch#190489) after all the work is done."""
         if self.distributed and torch.distributed.is_initialized():
-            torch.distributed.barrier()
+            self.barrier()
             torch.distributed.destroy_process_group()
 
     def barrier(self) -> None:
