@@ -67,12 +67,64 @@ def tiny_adapter(tiny_vlm_path, synth_set, tmp_path_factory):
     return trainer, trainer.out / "final"
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A free loopback port drawn below the kernel's ephemeral range (and above Ray's worker ports,
+    10002-19999). Ports the kernel hands out for bind(0) and outgoing connections come from that range,
+    and a Ray start makes dozens of those: a port taken from bind(0) here was grabbed by one of them
+    before Serve's proxy bound it ("Failed to bind to address" in CI). Outside the range only an
+    explicit bind can take it."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    low = _ephemeral_low()
+    draw = random.SystemRandom()
+    for _ in range(500):
+        port = draw.randrange(20000, low) if low > 21000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free loopback port below the ephemeral range")
+
+
+def start_service(wait_s: float | None = 180.0, ready_s: float = 120.0, attempts: int = 2, **overrides):
+    """Start the service (serving.launch) from the repo's YAML with ``overrides`` on fresh loopback
+    ports; with ``wait_s``, return only once the app is RUNNING and /readyz answers 200 through the
+    proxy. A start-up that fails before that (Ray's "node timed out during startup" on a loaded
+    machine, a proxy that cannot bind, readiness that never comes) is shut down and tried again on
+    fresh ports; the last attempt's error is raised as is. Returns .cfg, .ports, .url and .grpc."""
+    import sys
+    from types import SimpleNamespace
+
+    from clients import CriticClient
+    from serving import launch
+
+    for attempt in range(1, attempts + 1):
+        ports = {"http_port": free_port(), "grpc_port": free_port()}
+        cfg = launch.load_config(**{**overrides, **ports})
+        svc = SimpleNamespace(cfg=cfg, ports=ports, url=f"http://127.0.0.1:{ports['http_port']}",
+                              grpc=f"127.0.0.1:{ports['grpc_port']}")
+        try:
+            launch.start(cfg, wait_s=wait_s)
+            if wait_s is not None:
+                CriticClient(svc.url).wait_ready(ready_s)
+            return svc
+        except Exception as exc:  # noqa: BLE001 -- retried once, then raised
+            launch.shutdown()
+            if attempt == attempts:
+                raise
+            print(f"service start-up failed ({type(exc).__name__}: {exc}); retrying on fresh ports",
+                  file=sys.stderr)
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +139,7 @@ def service():
     """A real model-free critic service on loopback (Ray Serve), one per test module."""
     from serving import launch
 
-    port = free_port()
-    launch.start(launch.load_config(model="model-free", http_port=port, grpc_port=free_port()))
-    yield f"http://127.0.0.1:{port}"
+    yield start_service(model="model-free").url
     launch.shutdown()
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from critic.backends.image_reward import aggregate
-from conftest import free_port as _free_port  # one loopback helper for every service test
+from conftest import start_service  # one start-up helper for every service test
 
 pytestmark = pytest.mark.timeout(900)
 PROMPT = "a red ball rolls across the grass"
@@ -19,17 +19,12 @@ PROMPT = "a red ball rolls across the grass"
 
 @pytest.fixture(scope="module")
 def service(tiny_clip_path, clips):
-    from clients import CriticClient
     from serving import launch
 
-    ports = {"http_port": _free_port(), "grpc_port": _free_port()}
     # the repo's YAML sets rationale_tokens (a VLM shorthand): the image-reward backend must ignore it
-    cfg = launch.load_config(model=str(tiny_clip_path), **ports, allowed_dirs=[str(clips["clean"].parent)],
-                             critic={"backend": "image-reward", "options": {"aggregate": "mean"}})
-    launch.start(cfg, wait_s=180)
-    url = f"http://127.0.0.1:{ports['http_port']}"
-    CriticClient(url).wait_ready(120)
-    yield url, f"127.0.0.1:{ports['grpc_port']}"
+    svc = start_service(model=str(tiny_clip_path), allowed_dirs=[str(clips["clean"].parent)],
+                        critic={"backend": "image-reward", "options": {"aggregate": "mean"}})
+    yield svc.url, svc.grpc
     launch.shutdown()
 
 

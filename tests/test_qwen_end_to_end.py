@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import free_port as _free_port  # one loopback helper for every service test
+from conftest import start_service  # one start-up helper for every service test
 
 pytestmark = pytest.mark.timeout(900)
 PROMPT = "a red ball rolls across the grass"
@@ -32,14 +32,11 @@ def test_qwen_through_the_cli_and_the_service(tmp_path, clips):
     assert p.returncode == 0, p.stderr
     by_cli = json.loads(p.stdout)
     assert by_cli["model"] == "qwen" and len(by_cli["frame_indices"]) == 4
-    ports = {"http_port": _free_port(), "grpc_port": _free_port()}
-    launch.start(launch.load_config(model=model, **ports, critic={"rationale_tokens": 4}), wait_s=180)
+    svc = start_service(model=model, critic={"rationale_tokens": 4})
     try:
-        url = f"http://127.0.0.1:{ports['http_port']}"
-        client = CriticClient(url)
-        client.wait_ready(120)
-        by_http = client.score(clips["clean"].read_bytes(), prompt=PROMPT, sampling={"strategy": "uniform", "frames": 4})
-        with GrpcCriticClient(f"127.0.0.1:{ports['grpc_port']}") as g:
+        by_http = CriticClient(svc.url).score(clips["clean"].read_bytes(), prompt=PROMPT,
+                                              sampling={"strategy": "uniform", "frames": 4})
+        with GrpcCriticClient(svc.grpc) as g:
             by_grpc = g.score(clips["clean"].read_bytes(), prompt=PROMPT, sampling={"strategy": "uniform", "frames": 4})
     finally:
         launch.shutdown()

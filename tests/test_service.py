@@ -12,7 +12,7 @@ import pytest
 
 from clients import AsyncCriticClient, CriticClient, CriticRequestError, CriticUnavailableError, RetryPolicy
 from clients.grpc import GrpcCriticClient
-from conftest import free_port as _free_port  # one loopback helper for every service test
+from conftest import start_service  # one start-up helper for every service test
 
 pytestmark = pytest.mark.timeout(900)
 PROMPT = "a red ball rolls across the grass"
@@ -23,21 +23,18 @@ SHED_503 = 'lift_requests_total{route="/score",status="503"'
 def service(tiny_vlm_path, clips, tiny_adapter):
     from serving import launch
 
-    ports = {"http_port": _free_port(), "grpc_port": _free_port()}
     adapters = {"tuned": str(tiny_adapter[1]), "broken": str(clips["clean"].parent / "no-adapter-here")}
-    base = dict(model=str(tiny_vlm_path), **ports, allowed_dirs=[str(clips["clean"].parent)],
+    base = dict(model=str(tiny_vlm_path), allowed_dirs=[str(clips["clean"].parent)],
                 critic={"load_delay_s": 3.0, "rationale_tokens": 4, "adapters": adapters},
                 ingress={"max_request_bytes": 1_000_000, "max_video_bytes": 500_000})
+    svc = start_service(wait_s=None, **base)  # the readiness test sees the app while the critic still loads
+    base.update(svc.ports)  # redeploys keep the ports
 
     def deploy(wait=True, **extra):
         cfg = launch.load_config(**{**base, **extra})
         launch.start(cfg, wait_s=180 if wait else None)
         return cfg
 
-    deploy(wait=False)  # the readiness test sees the app while the critic still loads
-    svc = type("Service", (), {})()
-    svc.url = f"http://127.0.0.1:{ports['http_port']}"
-    svc.grpc = f"127.0.0.1:{ports['grpc_port']}"
     svc.deploy = deploy
     svc.base = base
     yield svc

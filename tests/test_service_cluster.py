@@ -17,7 +17,8 @@ import pytest
 
 from clients import CriticClient, CriticRequestError
 from clients.grpc import GrpcCriticClient
-from test_service import PROMPT, _free_port  # one loopback helper for the service tests
+from conftest import free_port as _free_port  # one loopback helper for every service test
+from test_service import PROMPT
 
 pytestmark = pytest.mark.timeout(600)
 KEY = "cluster-key-0f9a7c2e55d14b0b"

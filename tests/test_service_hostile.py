@@ -19,7 +19,8 @@ from clients import CriticClient, CriticRequestError, CriticUnavailableError, Re
 from clients.grpc import GrpcCriticClient
 from contract import critic_pb2 as pb
 from contract import critic_pb2_grpc
-from test_service import PROMPT, _free_port  # one loopback helper for the service tests
+from conftest import start_service  # one start-up helper for every service test
+from test_service import PROMPT
 
 pytestmark = pytest.mark.timeout(900)
 K1, K2 = "hostile-key-one", "hostile-key-two"
@@ -38,16 +39,11 @@ def svc(clips, tmp_path_factory):
     (odd / "loop2").symlink_to(odd / "loop1")
     Image.new("RGB", (64, 64), (200, 30, 30)).save(odd / "still.png")
     (odd / "still.png").rename(odd / "still.mp4")
-    ports = {"http_port": _free_port(), "grpc_port": _free_port()}
-    cfg = launch.load_config(model="model-free", **ports, allowed_dirs=[str(clips["clean"].parent), str(odd)],
-                             api_keys=[K1, K2], ingress={"max_request_bytes": 1_000_000, "max_video_bytes": 500_000},
-                             deployments={"Ingress": {"num_replicas": 2, "max_ongoing_requests": SLOTS}})
-    assert K1 not in json.dumps(cfg) and cfg["applications"][0]["args"]["ingress"]["api_key_digests"]
-    launch.start(cfg)
-    svc = type("Service", (), {})()
-    svc.cfg = cfg
-    svc.url, svc.grpc, svc.odd = f"http://127.0.0.1:{ports['http_port']}", f"127.0.0.1:{ports['grpc_port']}", odd
-    CriticClient(svc.url, api_key=K1).wait_ready(120)
+    svc = start_service(model="model-free", allowed_dirs=[str(clips["clean"].parent), str(odd)],
+                        api_keys=[K1, K2], ingress={"max_request_bytes": 1_000_000, "max_video_bytes": 500_000},
+                        deployments={"Ingress": {"num_replicas": 2, "max_ongoing_requests": SLOTS}})
+    assert K1 not in json.dumps(svc.cfg) and svc.cfg["applications"][0]["args"]["ingress"]["api_key_digests"]
+    svc.odd = odd
     yield svc
     launch.shutdown()
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from conftest import free_port
+from conftest import start_service
 from critic.backends.image_reward import aggregate
 from trainer.config import ConfigError
 from trainer.edit_config import EditConfig
@@ -21,16 +21,10 @@ PROMPTS = ["a red ball moves over green grass", "a blue square moves over a grey
 
 @pytest.fixture(scope="module")
 def ir_service(tiny_clip_path):
-    from clients import CriticClient
     from serving import launch
 
-    port = free_port()
-    launch.start(launch.load_config(model=str(tiny_clip_path), http_port=port, grpc_port=free_port(),
-                                    critic={"backend": "image-reward", "options": {"aggregate": "attenuated"}}),
-                 wait_s=180)
-    url = f"http://127.0.0.1:{port}"
-    CriticClient(url).wait_ready(120)
-    yield url
+    yield start_service(model=str(tiny_clip_path),
+                        critic={"backend": "image-reward", "options": {"aggregate": "attenuated"}}).url
     launch.shutdown()
 
 

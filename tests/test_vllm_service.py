@@ -20,7 +20,7 @@ from contract.errors import CriticError
 from contract.sampling import FrameSampling
 from critic.backends import load_critic
 from critic.base import prepare_input
-from conftest import free_port as _free_port  # one loopback helper for every service test
+from conftest import start_service  # one start-up helper for every service test
 
 # no importorskip: in the vllm lane a missing vLLM must fail, not skip
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1200)]
@@ -60,16 +60,10 @@ def reference(lora):
 def service(clips, lora):
     from serving import launch
 
-    port = _free_port()
-    cfg = launch.load_config(model=str(MODEL), http_port=port, grpc_port=_free_port(),
-                             allowed_dirs=[str(clips["clean"].parent)],
-                             critic={"backend": "vllm", "rationale_tokens": RATIONALE,
-                                     "options": {"enable_lora": True}, "adapters": {"tuned": str(lora)}},
-                             ingress={"max_request_bytes": 1_000_000, "max_video_bytes": 500_000})
-    launch.start(cfg, wait_s=600)
-    url = f"http://127.0.0.1:{port}"
-    CriticClient(url).wait_ready(120)
-    yield url
+    yield start_service(model=str(MODEL), allowed_dirs=[str(clips["clean"].parent)],
+                        critic={"backend": "vllm", "rationale_tokens": RATIONALE,
+                                "options": {"enable_lora": True}, "adapters": {"tuned": str(lora)}},
+                        ingress={"max_request_bytes": 1_000_000, "max_video_bytes": 500_000}, wait_s=600).url
     launch.shutdown()
 
 
