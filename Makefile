@@ -8,7 +8,7 @@ EXTRAS ?= serving,training,dev
 MODELS := .cache/models
 TINY := $(MODELS)/tiny-idefics3
 CRITIC := models/lift-critic-tiny
-SFT := .cache/critic-sft-continue
+SFT := .cache/critic-sft-continue2
 PYTEST_ARGS ?=
 
 .PHONY: install models demo test bench critic align clean vllm
@@ -47,8 +47,8 @@ bench: install models
 	$(BIN)/python bench/bench_service.py
 
 # Rebuilds the shipped critic (models/lift-critic-tiny, the service's embedded default) and its eval.json,
-# ~49 min on 2 quiet cores: a domain-randomised synthetic rated set plus a share of the fixed domain, vision
-# warm-up + SFT, SFT continued, then held-out evaluation on three sets: the fixed domain (seed 3,
+# ~67 min on 2 cores: a domain-randomised synthetic rated set plus a share of the fixed domain, vision
+# warm-up + SFT, SFT continued twice, then held-out evaluation on three sets: the fixed domain (seed 3,
 # tests/test_shipped_critic.py), the randomised domain, and the independent evaluation renderer
 # (critic/data/eval_renderer.py, never trained on); eval.json holds all three.
 critic: install
@@ -61,6 +61,7 @@ critic: install
 	$(BIN)/lift-critic synth .cache/synth-eval --n 200 --seed 4 --name test.jsonl --renderer eval > /dev/null
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random.yaml
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random_continue.yaml
+	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random_continue2.yaml
 	$(BIN)/lift-critic eval --model $(SFT)/final --rationale-tokens 0 --data fixed=.cache/synth/test.jsonl \
 		--data random=.cache/synth/random_test.jsonl --data eval=.cache/synth-eval/test.jsonl > $(SFT)/eval.json
 	rm -rf $(CRITIC) && mkdir -p $(dir $(CRITIC)) && cp -r $(SFT)/final $(CRITIC) && cp $(SFT)/eval.json $(CRITIC)/eval.json

@@ -100,7 +100,8 @@ def test_it_is_the_default_of_the_service_yaml_and_the_cli():
     assert Path(model_of(build_parser().parse_args(["score", "x.mp4", "--prompt", "p"]))).resolve() == SHIPPED
 
 
-@pytest.mark.parametrize("name", ["lift_critic_tiny_random.yaml", "lift_critic_tiny_random_continue.yaml"])
+@pytest.mark.parametrize("name", ["lift_critic_tiny_random.yaml", "lift_critic_tiny_random_continue.yaml",
+                                  "lift_critic_tiny_random_continue2.yaml"])
 def test_make_critic_trains_on_the_randomised_domain(name):
     import re
 
