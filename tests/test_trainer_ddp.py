@@ -106,12 +106,15 @@ def test_ranks_close_destroys_the_process_group(tmp_path):
     """Each rank tears its gloo group down before exit: left to interpreter finalisation, gloo's threads abort
     about one 2-rank run in five here ("terminate called without an active exception") after the work is done."""
     script = tmp_path / "ranks.py"
-    script.write_text("import torch.distributed as dist\n"
+    # each rank reports in one write(2) of under PIPE_BUF bytes, atomic on the shared pipe: print's two writes
+    # (text, then newline) from two ranks interleaved in CI ("destroyeddestroyed 1 True")
+    script.write_text("import os\n"
+                      "import torch.distributed as dist\n"
                       "from trainer.distributed import Ranks\n"
                       "r = Ranks()\n"
                       "assert r.world == 2 and r.gather([r.rank]) == [0, 1]\n"
                       "r.close()\n"
-                      "print('destroyed', r.rank, not dist.is_initialized())\n")
+                      "os.write(1, f'destroyed {r.rank} {not dist.is_initialized()}\\n'.encode())\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(script)]
