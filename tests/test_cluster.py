@@ -20,6 +20,7 @@ import pytest
 from clients import AsyncCriticClient, CriticClient
 from clients.http import score_body
 from conftest import free_port as _free_port  # one loopback helper for every service test
+from conftest import start_service  # and one start-up helper
 
 pytestmark = pytest.mark.timeout(900)
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,18 +40,13 @@ def cluster(tmp_path_factory):
     metrics_port = _free_port()
     ray.init(_metrics_export_port=metrics_port, _temp_dir=str(temp), include_dashboard=False, log_to_driver=False,
              configure_logging=False)
-    ports = {"http_port": _free_port(), "grpc_port": _free_port()}
-    cfg = launch.load_config(**ports, deployments={
+    # one attempt: a retry would shut down the Ray started here with its metrics port
+    svc = start_service(wait_s=300, ready_s=300, attempts=1, deployments={
         "Critic": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
         "Ingress": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.1}},
     }, user_config={"max_batch_size": BATCH, "batch_wait_timeout_s": WAIT_S})
-    launch.start(cfg, wait_s=300)
-    svc = type("Cluster", (), {})()
-    svc.url = f"http://127.0.0.1:{ports['http_port']}"
-    svc.grpc = f"127.0.0.1:{ports['grpc_port']}"
     svc.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     svc.logs = temp / "session_latest" / "logs" / "serve"
-    CriticClient(svc.url).wait_ready(300)
     yield svc
     launch.shutdown()
 
