@@ -325,9 +325,25 @@ class SFTTrainer:
         if self.config.method == "full":
             self.processor.save_pretrained(path)
         sampling = FrameSampling.uniform(self.config.frames).describe()
-        (path / "critic_config.json").write_text(json.dumps({"default_sampling": sampling, "rubric": self.rubric.name}))
+        # the libraries it was trained with: a rerun of one config is bit-identical only with the same ones
+        # (and the same CPU kind), which is what `make critic` reproducing eval.json rests on
+        (path / "critic_config.json").write_text(json.dumps({"default_sampling": sampling, "rubric": self.rubric.name,
+                                                             "trained_with": _library_versions()}))
         (path / "sft_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
         return path
+
+
+def _library_versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for lib in ("torch", "transformers", "peft", "tokenizers", "av", "numpy"):
+        try:
+            found[lib] = version(lib)
+        except PackageNotFoundError:
+            pass
+    return {**found, "python": platform.python_version(), "machine": platform.machine()}
 
 
 def _stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
