@@ -343,7 +343,9 @@ def _library_versions() -> dict[str, str]:
             found[lib] = version(lib)
         except PackageNotFoundError:
             pass
-    return {**found, "python": platform.python_version(), "machine": platform.machine()}
+    # MKL and oneDNN pick their kernels by the CPU's instruction set: another kind of CPU sums in another order
+    return {**found, "python": platform.python_version(), "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def _stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
