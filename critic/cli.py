@@ -150,12 +150,15 @@ def cmd_synth(args) -> dict:
     from contract.errors import InvalidParameterError
     from critic.data.synthetic import generate
 
-    if args.renderer == "eval":
+    if args.renderer != "train":  # the evaluation-only sets draw their own clips and prompts
         from critic.data.eval_renderer import generate_eval
+        from critic.data.sample_clips import generate_sample_clips
 
         if args.domain != "fixed" or args.prompt_variants or args.undirected:
-            raise InvalidParameterError("--renderer eval draws its own domain: no --domain, --prompt-variants or --undirected")
-        path = generate_eval(args.out, args.n, seed=args.seed, name=args.name)
+            raise InvalidParameterError(f"--renderer {args.renderer} draws its own clips: no --domain, --prompt-variants "
+                                        "or --undirected")
+        held_out = {"eval": generate_eval, "samples": generate_sample_clips}[args.renderer]
+        path = held_out(args.out, args.n, seed=args.seed, name=args.name)
     else:
         path = generate(args.out, args.n, seed=args.seed, num_frames=args.num_frames, size=args.size, name=args.name,
                         prompt_variants=args.prompt_variants, domain=args.domain, undirected=args.undirected)
@@ -250,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of rows whose prompt names no direction (reversed motion is then Good)")
     p.add_argument("--domain", default="fixed", choices=["fixed", "random"],
                    help="fixed: one style (the default); random: domain randomisation (critic/data/randomised.py)")
-    p.add_argument("--renderer", default="train", choices=["train", "eval"],
-                   help="eval: the independent evaluation renderer (critic/data/eval_renderer.py); never trainable")
+    p.add_argument("--renderer", default="train", choices=["train", "eval", "samples"],
+                   help="eval: the independent evaluation renderer (critic/data/eval_renderer.py); samples: the "
+                        "sample clips (lift-critic sample), rated (critic/data/sample_clips.py); neither is trainable")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="fine-tune a VLM critic on ratings with rationales (LoRA or full)")

@@ -1,7 +1,8 @@
 """Procedural sample clips: a coloured shape moving over a background, with optional defects.
 
-Seeded and deterministic. Used by the demo, the tests and the benchmarks; the synthetic
-rated-video set for critic training builds on the same drawing code.
+Seeded and deterministic. Used by `lift-critic sample`, the tests and the benchmarks, and rated as a
+held-out set by `critic.data.sample_clips`; the synthetic rated-video set for critic training builds on
+the same drawing code.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def make_clip(
         img = np.broadcast_to(np.array(background, np.float32), (size, size, 3)) + texture
         disc = (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
         img = np.where(disc[..., None], np.array(colour, np.float32), img)
-        if defect == "flicker" and t % 2 == 1:
+        # washed out two frames in four: a critic reading 8 uniformly sampled frames of 16 or 17 reads only odd
+        # ones (1, 3, ..., 15), which every other frame's flicker would wash out all alike: no flicker to see
+        if defect == "flicker" and (t // 2) % 2 == 1:
             img = img * 0.45 + 120
         frames[t] = np.clip(img, 0, 255).astype(np.uint8)
     if defect == "blur":

@@ -1,8 +1,8 @@
 """The shipped critic (models/lift-critic-tiny, the embedded default of the service and the
 demo, rebuilt by `make critic` on the randomised domain plus a share of the fixed one): the held-out
 figures recorded beside it (eval.json, one report per set: the fixed synthetic domain, the randomised
-domain and the independent evaluation renderer, never trained on) are what it gives on those sets
-regenerated here; on the fixed domain and on the evaluation renderer it clearly beats the majority
+domain, the independent evaluation renderer and the sample clips rated, the last two never trained on) are
+what it gives on those sets regenerated here; on the fixed domain and on the evaluation renderer it clearly beats the majority
 label on every dimension, every dimension answers all three labels on every set, and every
 dimension's soft scores rank clips on every set. Issue 12's bar (0.85 per dimension on both
 renderers, ECE at most 0.1) is checked as an expected failure: fidelity and motion off the fixed
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from critic.data.eval_renderer import generate_eval
+from critic.data.sample_clips import generate_sample_clips
 from critic.data.synthetic import generate
 from critic.train.evaluate import evaluate
 from critic.vlm import VLMCritic
@@ -26,6 +27,7 @@ SETS = {
     "fixed": lambda out, n: generate(out, n, seed=3),
     "random": lambda out, n: generate(out, n, seed=13, domain="random"),
     "eval": lambda out, n: generate_eval(out, n, seed=4),
+    "samples": lambda out, n: generate_sample_clips(out, n, seed=6),
 }
 
 

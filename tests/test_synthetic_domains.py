@@ -9,8 +9,9 @@ import pytest
 
 from contract.errors import InvalidParameterError
 from contract.sampling import FrameSampling
-from critic.data import eval_renderer, randomised, synthetic
-from critic.data.ratings import EVAL_ONLY_ANNOTATOR, EvaluationOnlyDataError, read_ratings, read_training_ratings
+from critic.data import eval_renderer, randomised, sample_clips, synthetic
+from critic.data.ratings import (EVAL_ONLY_ANNOTATOR, SAMPLE_CLIPS_ANNOTATOR, EvaluationOnlyDataError, read_ratings,
+                                 read_training_ratings)
 from critic.data.synthetic import DIRECTIONS, DOMAINS, FIDELITY, MOTION, SEMANTIC, Scene, generate
 
 SEEDS = range(6)
@@ -164,13 +165,15 @@ def test_unknown_domain_is_a_typed_error(tmp_path):
         generate(tmp_path, 2, domain="photoreal")
 
 
-def test_training_refuses_the_evaluation_renderers_sets(tmp_path, tiny_vlm_path):
+@pytest.mark.parametrize("held_out_set, annotator", [(eval_renderer.generate_eval, EVAL_ONLY_ANNOTATOR),
+                                                     (sample_clips.generate_sample_clips, SAMPLE_CLIPS_ANNOTATOR)])
+def test_training_refuses_the_evaluation_only_sets(held_out_set, annotator, tmp_path, tiny_vlm_path):
     from critic.train.sft_config import SFTConfig
     from critic.train.sft_trainer import SFTTrainer
 
-    held_out = eval_renderer.generate_eval(tmp_path / "eval", 3, seed=1)
-    assert {r.annotator for r in read_ratings(held_out)} == {EVAL_ONLY_ANNOTATOR}  # evaluation reads it
-    with pytest.raises(EvaluationOnlyDataError, match="evaluation renderer"):
+    held_out = held_out_set(tmp_path / "eval", 3, seed=1)
+    assert {r.annotator for r in read_ratings(held_out)} == {annotator}  # evaluation reads it
+    with pytest.raises(EvaluationOnlyDataError, match=f"only for evaluation \\(annotator '{annotator}'\\)"):
         read_training_ratings(held_out)
     mixed = tmp_path / "mixed.jsonl"  # hidden among training rows, still refused
     train = generate(tmp_path / "train", 3, seed=1)
@@ -179,6 +182,33 @@ def test_training_refuses_the_evaluation_renderers_sets(tmp_path, tiny_vlm_path)
         with pytest.raises(EvaluationOnlyDataError):
             SFTTrainer(SFTConfig(model=str(tiny_vlm_path), output_dir=str(tmp_path / "out"), method="full", **cfg))
     assert len(read_training_ratings(train)) == 3
+
+
+def test_the_sample_clips_set_rates_each_defect_by_the_label_table(tmp_path):
+    """critic/data/sample_clips.py: rows take their turn through make_clip's defects and carry the table's labels
+    for them; the prompt names the clip (a red ball over green grass) exactly when semantic consistency is Good;
+    and each defect shows in the 8 frames a critic reads of make_clip's 17 (the disc is its red pixels)."""
+    from critic.samples import make_clip
+
+    rows = read_ratings(sample_clips.generate_sample_clips(tmp_path, 15, seed=1))
+    own = "a red ball moves from left to right over green grass"
+    for i, row in enumerate(rows):
+        fidelity, motion = sample_clips.DEFECTS[list(sample_clips.DEFECTS)[i % 5]]
+        assert row.ratings["fidelity"].label == FIDELITY[fidelity] and row.ratings["motion"].label == MOTION[motion], i
+        assert (row.ratings["semantic_consistency"].label == "Good") == (row.prompt == own), (i, row.prompt)
+    assert {r.ratings["semantic_consistency"].label for r in rows} == {"Good", "Normal", "Bad"}
+    view = FrameSampling.uniform(8).indices(sample_clips.FRAMES, sample_clips.FPS)
+    for seed in range(4):
+        clip = {d: make_clip(sample_clips.FRAMES, sample_clips.SIZE, defect=d, seed=seed)[view] for d in sample_clips.DEFECTS}
+        x = {d: np.array([np.nonzero((f == (220, 40, 40)).all(-1))[1].mean() for f in v]) for d, v in clip.items()
+             if d != "flicker"}
+        steps = {d: np.diff(v) for d, v in x.items()}
+        assert (steps[None] > 0).all() and steps[None].max() < 2 * np.median(steps[None]), seed
+        assert (steps["freeze"][2:] == 0).all() and (steps["freeze"][:1] > 0).all(), seed  # stopped from frame 5 of 17 on
+        assert sorted(steps["jump"])[-1] > 2.5 * np.median(steps["jump"]) and (steps["jump"] > 0).all(), seed
+        bright = clip["flicker"].astype(np.float32).mean(axis=(1, 2, 3)) - clip[None].astype(np.float32).mean(axis=(1, 2, 3))
+        assert (bright > 20).sum() >= 2 and (np.abs(bright) < 1).sum() >= 2, seed
+        assert _sharpness(clip["blur"]) < 0.8 * _sharpness(clip[None]), seed
 
 
 def test_eval_reports_several_named_sets_in_one_json(tmp_path, tiny_vlm_path, capsys):

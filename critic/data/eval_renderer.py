@@ -23,7 +23,7 @@ import numpy as np
 from contract.errors import InvalidParameterError
 from contract.sampling import FrameSampling
 from contract.video import encode_video
-from critic.data.ratings import EVAL_ONLY_ANNOTATOR, RatedVideo, write_jsonl
+from critic.data.ratings import EVAL_ONLY_ANNOTATOR, RatedVideo, write_rated_clips
 from critic.data.synthetic import BACKGROUNDS, COLOURS, COUNTS, FIDELITY, MOTION, SEMANTIC, SHAPES, Scene
 
 FRAME_SIZES = ((56, 56), (88, 88), (104, 104), (60, 80), (80, 104), (72, 56))
@@ -169,16 +169,14 @@ def generate_eval(out_dir: str | os.PathLike, n: int, seed: int = 0, name: str =
     """Write ``n`` rated clips of this renderer under ``out_dir``; returns the JSONL path."""
     if n < 1:
         raise InvalidParameterError(f"evaluation set: n must be >= 1, got {n}")
-    root = Path(out_dir)
-    (root / "videos").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 0xE7A1])
-    rows = []
-    for i in range(n):
-        scene = draw_scene(rng)
-        frames, fps = paint(scene, np.random.default_rng([seed, i]))
-        rel = f"videos/eval_{seed:03d}_{i:05d}.mp4"
-        (root / rel).write_bytes(encode_video(frames, fps=fps, qp=21))
-        rows.append(RatedVideo(video=rel, prompt=scene.prompt(), ratings=scene.ratings(), annotator=EVAL_ONLY_ANNOTATOR))
-    path = root / name
-    write_jsonl(path, rows)
-    return path
+
+    def clips():
+        for i in range(n):
+            scene = draw_scene(rng)
+            frames, fps = paint(scene, np.random.default_rng([seed, i]))
+            row = RatedVideo(video=f"videos/eval_{seed:03d}_{i:05d}.mp4", prompt=scene.prompt(), ratings=scene.ratings(),
+                             annotator=EVAL_ONLY_ANNOTATOR)
+            yield row.video, encode_video(frames, fps=fps, qp=21), row
+
+    return write_rated_clips(out_dir, name, clips())

@@ -43,13 +43,16 @@ class RatingsFormatError(CriticError):
 
 
 class EvaluationOnlyDataError(CriticError):
-    """A training run was given rows that are only for evaluation (critic/data/eval_renderer.py)."""
+    """A training run was given rows that are only for evaluation (``EVAL_ONLY_ANNOTATORS``)."""
 
     code = "evaluation_only_data"
 
 
-# the annotator of rows drawn by the evaluation renderer; training refuses them
+# the annotators of rows only for evaluation, which training refuses: the evaluation renderer's
+# (critic/data/eval_renderer.py) and the sample clips rated (critic/data/sample_clips.py)
 EVAL_ONLY_ANNOTATOR = "synthetic-eval-renderer"
+SAMPLE_CLIPS_ANNOTATOR = "synthetic-sample-clips"
+EVAL_ONLY_ANNOTATORS = (EVAL_ONLY_ANNOTATOR, SAMPLE_CLIPS_ANNOTATOR)
 
 
 class Rating(BaseModel):
@@ -128,11 +131,11 @@ def read_ratings(path: str | os.PathLike) -> list[RatedVideo]:
 def read_training_ratings(path: str | os.PathLike) -> list[RatedVideo]:
     """``read_ratings`` for a training run: refuses a set holding evaluation-only rows."""
     rows = read_ratings(path)
-    held = [n for n, row in enumerate(rows, 1) if row.annotator == EVAL_ONLY_ANNOTATOR]
+    held = [n for n, row in enumerate(rows, 1) if row.annotator in EVAL_ONLY_ANNOTATORS]
     if held:
         raise EvaluationOnlyDataError(
-            f"{path}: {len(held)} of {len(rows)} rows (first: row {held[0]}) come from the evaluation renderer "
-            f"(annotator {EVAL_ONLY_ANNOTATOR!r}); they measure generalisation and must not be trained on",
+            f"{path}: {len(held)} of {len(rows)} rows (first: row {held[0]}) are only for evaluation "
+            f"(annotator {rows[held[0] - 1].annotator!r}); they measure generalisation and must not be trained on",
             path=str(path), rows=len(held))
     return rows
 
@@ -145,6 +148,20 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[BaseModel]) -> None:
     with open(path, "w") as f:
         for row in rows:
             f.write(row.model_dump_json(exclude_none=True) + "\n")
+
+
+def write_rated_clips(out_dir: str | os.PathLike, name: str, clips: Iterable[tuple[str, bytes, RatedVideo]]) -> Path:
+    """Write a rated set: each ``(relative path, mp4 bytes, row)`` clip under ``out_dir``, then the rows to
+    ``out_dir/name``; returns the JSONL path."""
+    root = Path(out_dir)
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for rel, data, row in clips:
+        (root / rel).write_bytes(data)
+        rows.append(row)
+    path = root / name
+    write_jsonl(path, rows)
+    return path
 
 
 def video_path(row_video: str, jsonl: str | os.PathLike) -> Path:
