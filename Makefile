@@ -47,7 +47,7 @@ bench: install models
 	$(BIN)/python bench/bench_service.py
 
 # Rebuilds the shipped critic (models/lift-critic-tiny, the service's embedded default) and its eval.json,
-# ~62 min on 2 cores: a domain-randomised synthetic rated set plus a share of the fixed domain, vision
+# ~67 min on 2 cores: a domain-randomised synthetic rated set plus a share of the fixed domain, vision
 # warm-up + SFT, SFT continued twice, then held-out evaluation on four sets: the fixed domain (seed 3,
 # tests/test_shipped_critic.py), the randomised domain, the independent evaluation renderer
 # (critic/data/eval_renderer.py) and the sample clips rated (critic/data/sample_clips.py), the last

@@ -5,8 +5,8 @@ domain, the independent evaluation renderer and the sample clips rated, the last
 what it gives on those sets regenerated here; on the fixed domain and on the evaluation renderer it clearly beats the majority
 label on every dimension, every dimension answers all three labels on every set, and every
 dimension's soft scores rank clips on every set. Issue 12's bar (0.85 per dimension on both
-renderers, ECE at most 0.1) is checked as an expected failure: fidelity and motion off the fixed
-domain and semantic consistency on the evaluation renderer stay below it (README, "The shipped
+renderers, ECE at most 0.1) is checked as an expected failure: motion on the randomised domain and
+semantic consistency and fidelity on the evaluation renderer stay below it (README, "The shipped
 critic")."""
 
 import json
@@ -76,15 +76,19 @@ def test_clearly_beats_the_majority_label(reports):
 
 
 def test_no_dimension_is_stuck_on_a_label(reports):
-    """Each dimension answers Good, Normal and Bad on each set (the critic shipped before this one never
-    answered Good for semantic consistency: it read the background only)."""
+    """Each dimension answers every label a set holds (the critic shipped before this one never answered Good
+    for semantic consistency: it read the background only); all three on every set but the sample clips,
+    which hold no fidelity Bad."""
     for name, report in reports.items():
         for dim, m in report["dimensions"].items():
-            assert _answered(m) == {"Good", "Normal", "Bad"}, (name, dim, _answered(m))
+            assert _answered(m) >= _held(m) and len(_held(m)) >= 2, (name, dim, _answered(m), _held(m))
+    assert all(_held(m) == {"Good", "Normal", "Bad"} for name in ("fixed", "random", "eval")
+               for m in reports[name]["dimensions"].values())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: every dimension off the fixed domain is below 0.85 and the evaluation "
-                                       "renderer's ECE is above 0.1 (README, 'The shipped critic')")
+@pytest.mark.xfail(strict=True, reason="issue 12: motion on the randomised domain, semantic consistency and fidelity on the "
+                                       "evaluation renderer are below 0.85 and the evaluation renderer's ECE is "
+                                       "above 0.1 (README, 'The shipped critic')")
 def test_generalises_to_both_renderers(reports):
     for name in ("random", "eval"):
         for dim, m in reports[name]["dimensions"].items():
@@ -130,6 +134,11 @@ def test_the_registry_asks_the_shipped_critic_what_it_was_trained_with():
     assert critic.default_rubric == trained["rubric"] == "lift-paraphrase"
     assert critic.default_sampling.describe() == trained["default_sampling"]
     assert load_critic(str(SHIPPED), default_rubric="lift").default_rubric == "lift"  # an explicit choice wins
+
+
+def _held(m: dict) -> set[str]:
+    """The labels a set holds for a dimension (its confusion table's rows with any clips)."""
+    return {lab for lab, row in m["confusion"].items() if sum(row.values())}
 
 
 def _answered(m: dict) -> set[str]:
