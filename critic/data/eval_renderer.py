@@ -177,6 +177,6 @@ def generate_eval(out_dir: str | os.PathLike, n: int, seed: int = 0, name: str =
             frames, fps = paint(scene, np.random.default_rng([seed, i]))
             row = RatedVideo(video=f"videos/eval_{seed:03d}_{i:05d}.mp4", prompt=scene.prompt(), ratings=scene.ratings(),
                              annotator=EVAL_ONLY_ANNOTATOR)
-            yield row.video, encode_video(frames, fps=fps, qp=21), row
+            yield row.video, encode_video(frames, fps=fps, qp=21), [row]
 
     return write_rated_clips(out_dir, name, clips())

@@ -150,15 +150,16 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[BaseModel]) -> None:
             f.write(row.model_dump_json(exclude_none=True) + "\n")
 
 
-def write_rated_clips(out_dir: str | os.PathLike, name: str, clips: Iterable[tuple[str, bytes, RatedVideo]]) -> Path:
-    """Write a rated set: each ``(relative path, mp4 bytes, row)`` clip under ``out_dir``, then the rows to
-    ``out_dir/name``; returns the JSONL path."""
+def write_rated_clips(out_dir: str | os.PathLike, name: str,
+                      clips: Iterable[tuple[str, bytes, list[RatedVideo]]]) -> Path:
+    """Write a rated set: each ``(relative path, mp4 bytes, rows)`` clip under ``out_dir`` (a clip may be
+    rated under several prompts), then all rows to ``out_dir/name``; returns the JSONL path."""
     root = Path(out_dir)
     (root / "videos").mkdir(parents=True, exist_ok=True)
     rows = []
-    for rel, data, row in clips:
+    for rel, data, clip_rows in clips:
         (root / rel).write_bytes(data)
-        rows.append(row)
+        rows += clip_rows
     path = root / name
     write_jsonl(path, rows)
     return path

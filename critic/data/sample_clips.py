@@ -49,6 +49,6 @@ def generate_sample_clips(out_dir: str | os.PathLike, n: int, seed: int = 0, nam
             frames = make_clip(FRAMES, SIZE, defect=defect, seed=int(rng.integers(2**31)))
             row = RatedVideo(video=f"videos/sample_{seed:03d}_{i:05d}.mp4", prompt=scene.prompt(), ratings=scene.ratings(),
                              annotator=SAMPLE_CLIPS_ANNOTATOR)
-            yield row.video, encode_video(frames, fps=FPS), row
+            yield row.video, encode_video(frames, fps=FPS), [row]
 
     return write_rated_clips(out_dir, name, clips())

@@ -49,7 +49,7 @@ import numpy as np
 
 from contract.errors import InvalidParameterError
 from contract.video import encode_video
-from critic.data.ratings import Rating, RatedVideo, write_jsonl
+from critic.data.ratings import Rating, RatedVideo, write_rated_clips
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "yellow": (235, 215, 40), "white": (245, 245, 245),
            "purple": (150, 50, 200), "orange": (245, 140, 20)}
@@ -309,20 +309,17 @@ def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, num_frames: int 
         def clip(scene: Scene, seed: int) -> tuple[bytes, list[tuple[float, float]]]:
             frames, track = render_with_track(scene, num_frames, size, seed=seed)
             return encode_video(frames, fps=8), track
-    out = Path(out_dir)
-    (out / "videos").mkdir(parents=True, exist_ok=True)
     rng, leave_out = np.random.default_rng(seed), np.random.default_rng([seed, 1])
-    rows = []
-    for i in range(n):
-        scene = sample(rng)
-        rel = f"videos/{seed:03d}_{i:05d}.mp4"
-        data, track = clip(scene, int(rng.integers(2**31)))
-        (out / rel).write_bytes(data)
-        variants = [scene] + [scene.variant(_variant_defect(scene, rng), rng, vocab) for _ in range(prompt_variants)]
-        if undirected:  # its own draws: the clips and every other row stay as they are without it
-            variants = [replace(v, says_direction=bool(leave_out.random() >= undirected)) for v in variants]
-        rows += [RatedVideo(video=rel, prompt=v.prompt(), ratings=v.ratings(), annotator="synthetic",
-                            shown=scene.attributes(), track=track) for v in variants]
-    path = out / name
-    write_jsonl(path, rows)
-    return path
+
+    def clips():
+        for i in range(n):
+            scene = sample(rng)
+            rel = f"videos/{seed:03d}_{i:05d}.mp4"
+            data, track = clip(scene, int(rng.integers(2**31)))
+            variants = [scene] + [scene.variant(_variant_defect(scene, rng), rng, vocab) for _ in range(prompt_variants)]
+            if undirected:  # its own draws: the clips and every other row stay as they are without it
+                variants = [replace(v, says_direction=bool(leave_out.random() >= undirected)) for v in variants]
+            yield rel, data, [RatedVideo(video=rel, prompt=v.prompt(), ratings=v.ratings(), annotator="synthetic",
+                                         shown=scene.attributes(), track=track) for v in variants]
+
+    return write_rated_clips(out_dir, name, clips())
