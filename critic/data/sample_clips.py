@@ -25,13 +25,14 @@ import numpy as np
 from contract.errors import InvalidParameterError
 from contract.video import encode_video
 from critic.data.ratings import SAMPLE_CLIPS_ANNOTATOR, RatedVideo, write_rated_clips
-from critic.data.synthetic import SEMANTIC, Scene, _pick
+from critic.data.synthetic import COLOURS, SEMANTIC, Scene, _pick
 from critic.samples import make_clip
 
 # make_clip's defect -> (fidelity, motion) defect of the label table; None: a clean clip
 DEFECTS = {None: ("none", "none"), "blur": ("blur", "none"), "jump": ("none", "jump"),
            "flicker": ("none", "flicker"), "freeze": ("none", "freeze")}
 FRAMES, SIZE, FPS = 17, 64, 8
+COLOUR = "red"  # the disc, drawn in the label table's RGB of this colour
 
 
 def generate_sample_clips(out_dir: str | os.PathLike, n: int, seed: int = 0, name: str = "ratings.jsonl") -> Path:
@@ -45,8 +46,8 @@ def generate_sample_clips(out_dir: str | os.PathLike, n: int, seed: int = 0, nam
         for i in range(n):
             defect = kinds[i % len(kinds)]
             fidelity, motion = DEFECTS[defect]
-            scene = Scene("red", "ball", 1, "green grass", fidelity=fidelity, motion=motion).variant(_pick(SEMANTIC, rng), rng)
-            frames = make_clip(FRAMES, SIZE, defect=defect, seed=int(rng.integers(2**31)))
+            scene = Scene(COLOUR, "ball", 1, "green grass", fidelity=fidelity, motion=motion).variant(_pick(SEMANTIC, rng), rng)
+            frames = make_clip(FRAMES, SIZE, colour=COLOURS[COLOUR], defect=defect, seed=int(rng.integers(2**31)))
             row = RatedVideo(video=f"videos/sample_{seed:03d}_{i:05d}.mp4", prompt=scene.prompt(), ratings=scene.ratings(),
                              annotator=SAMPLE_CLIPS_ANNOTATOR)
             yield row.video, encode_video(frames, fps=FPS), [row]
