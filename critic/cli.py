@@ -194,6 +194,20 @@ def cmd_eval(args) -> dict:
     return {"rubric": next(iter(reports.values()))["rubric"], "sets": reports}
 
 
+def cmd_calibrate(args) -> dict:
+    """Fit each dimension's label temperature on a rated set and store it in the checkpoint (critic/train/calibrate.py)."""
+    from contract.errors import InvalidParameterError
+    from critic.train.calibrate import calibrate
+
+    if args.model is None:
+        raise InvalidParameterError("calibrate writes into a checkpoint: name it with --model DIR")
+    report = calibrate(_critic(args), args.model, args.data, frames=args.frames, write=not args.dry_run)
+    for name, m in report["dimensions"].items():
+        print(f"{name}: temperature {m['temperature']:.3f}, NLL {m['nll'][0]:.3f} -> {m['nll'][1]:.3f}, "
+              f"ECE {m['ece'][0]:.3f} -> {m['ece'][1]:.3f}", file=sys.stderr)
+    return report
+
+
 def _named_set(arg: str) -> tuple[str | None, str]:
     """``NAME=PATH`` or a bare ``PATH``."""
     name, sep, path = arg.partition("=")
@@ -273,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rubric", default=None)
     p.add_argument("--frames", type=int, default=8)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("calibrate", help="fit each dimension's label temperature on held-out ratings (validation "
+                                         "split) and store it in the checkpoint's critic_config.json")
+    p.add_argument("--data", required=True, help="ratings JSONL to fit on (a validation split, not the test set)")
+    _add_backend_args(p, rationale_tokens=0)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--dry-run", action="store_true", help="report the temperatures without writing them")
+    p.set_defaults(func=cmd_calibrate)
     return ap
 
 

@@ -64,6 +64,9 @@ def checkpoint_version(path: str) -> str:
 
 class VLMCritic(Critic):
     kind = "vlm"
+    # dimension name -> temperature of its label probabilities (critic_config.json's ``label_temperature``,
+    # fitted by ``lift-critic calibrate``); a dimension not named keeps the model's own probabilities
+    label_temperature: dict[str, float] = {}
 
     def __init__(
         self,
@@ -87,11 +90,12 @@ class VLMCritic(Critic):
         except (OSError, ValueError, KeyError) as e:
             raise ModelLoadError(f"cannot load a VLM critic from {path!r}: {e}") from None
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        trained_rubric, trained_sampling = trained_defaults(path)
+        trained_rubric, trained_sampling, temperatures = trained_defaults(path)
         default_sampling = default_sampling or trained_sampling
         default_rubric = default_rubric or trained_rubric
         self._setup(loaded.to(device), processor, Path(path).name if os.path.isdir(path) else path,
                     checkpoint_version(path), default_rubric, default_sampling, rationale_tokens, max_batch_size)
+        self.label_temperature = temperatures
 
     @classmethod
     def from_components(cls, model, processor, name: str, version: str, **kwargs) -> "VLMCritic":
@@ -123,6 +127,12 @@ class VLMCritic(Critic):
         self._plans: dict[tuple[int, str], list[_DimensionPlan]] = {}
         self._adapters: dict[str, str] = {}
         self._active: str | None = None
+
+    def _dimension_result(self, rubric: Rubric, dimension: str, probs, rationale: str | None, adapter: str | None):
+        """``dimension_result`` at this checkpoint's label temperature for ``dimension`` (both backends). An
+        adapter's answers keep their own probabilities: the temperatures were fitted to the base model's."""
+        t = 1.0 if adapter else self.label_temperature.get(dimension, 1.0)
+        return dimension_result(rubric, probs, rationale, t)
 
     # ---- adapters (LoRA critics trained by critic/train) -------------------------------
 
@@ -238,9 +248,11 @@ class VLMCritic(Critic):
         t_prefix = time.perf_counter()
         probs, rationales = self._ask_all(plans, out.past_key_values, mask, deltas)
         per_item: list[dict] = [{} for _ in items]
+        adapter = items[0].adapter  # a group shares its adapter (_score)
         for r, (p, why) in enumerate(zip(probs, rationales)):
             plan = plans[r % len(plans)]
-            per_item[r // len(plans)][plan.dimension.name] = dimension_result(rubric, p, why)
+            per_item[r // len(plans)][plan.dimension.name] = self._dimension_result(rubric, plan.dimension.name, p, why,
+                                                                                      adapter)
         t_end = time.perf_counter()
         timings = {
             "preprocess_s": (t_proc - t0) / len(items),
@@ -339,10 +351,16 @@ def _input_side(processor) -> int | None:
     return int(side) if side and getattr(ip, "do_resize", False) else None
 
 
-def trained_defaults(path: str | os.PathLike) -> tuple[str, FrameSampling | None]:
-    """The rubric and frame sampling a checkpoint was trained to be asked with (its critic_config.json,
-    written by critic SFT): ``("lift", None)`` for a checkpoint without one."""
+def trained_defaults(path: str | os.PathLike) -> tuple[str, FrameSampling | None, dict[str, float]]:
+    """The rubric and frame sampling a checkpoint was trained to be asked with and its dimensions' label
+    temperatures (its critic_config.json, written by critic SFT and ``lift-critic calibrate``):
+    ``("lift", None, {})`` for a checkpoint without one."""
     saved = Path(path) / CRITIC_CONFIG
     trained = json.loads(saved.read_text()) if saved.is_file() else {}
     sampling = FrameSampling(**trained["default_sampling"]) if "default_sampling" in trained else None
-    return trained.get("rubric", "lift"), sampling
+    temperatures = trained.get("label_temperature", {})
+    if not isinstance(temperatures, dict) or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < float("inf") for t in temperatures.values()):
+        raise ModelLoadError(f"{saved}: label_temperature must map dimension names to positive numbers, "
+                             f"got {temperatures!r}")
+    return trained.get("rubric", "lift"), sampling, {str(k): float(v) for k, v in temperatures.items()}

@@ -50,6 +50,14 @@ def test_reloaded_adapter_reproduces_the_trained_critic(tiny_adapter, tiny_vlm_p
     # the base critic is still there beside the adapter
     again = served.score([item])[0]
     assert again.adapter is None and again.dimensions == base.dimensions
+    # the base checkpoint's label temperatures (lift-critic calibrate) are the base's: an adapter keeps its own
+    served.label_temperature = dict.fromkeys(base.dimensions, 3.0)
+    warm = served.score([item])[0]
+    assert all(max(warm.dimensions[d].probabilities.values()) < max(base.dimensions[d].probabilities.values())
+               for d in base.dimensions)
+    still = served.score([prepare_input(clips["clean"], "a red ball moves", "lift", FrameSampling.uniform(8),
+                                        adapter="tuned")])[0]
+    assert still.dimensions == tuned.dimensions
     with pytest.raises(UnknownAdapterError):
         served.score([prepare_input(clips["clean"], "x", "lift", FrameSampling.uniform(8), adapter="nope")])
 

@@ -7,9 +7,10 @@ label on every dimension, every dimension answers all three labels on every set,
 dimension's soft scores rank clips on every set. Issue 12's bar (0.85 per dimension on both
 renderers, ECE at most 0.1) is checked as an expected failure: motion on the randomised domain and
 semantic consistency and fidelity on the evaluation renderer stay below it (README, "The shipped
-critic")."""
+critic"). The label temperatures the checkpoint carries were fitted on the validation split."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,11 @@ def reports(recorded, tmp_path_factory):
     return fresh
 
 
+def _make_critic() -> str:
+    """The Makefile's `critic` target (the recipe of the shipped critic)."""
+    return re.search(r"^critic:.*?(?=^\S)", (SHIPPED.parents[1] / "Makefile").read_text(), re.M | re.S).group(0)
+
+
 def test_eval_json_holds_every_set_with_its_majority_baseline(recorded):
     assert set(recorded["sets"]) == set(SETS)
     for name, report in recorded["sets"].items():
@@ -61,8 +67,22 @@ def test_recorded_held_out_figures_reproduce(recorded, reports):
         for dim, m in rec["dimensions"].items():
             fresh = reports[name]["dimensions"][dim]
             assert fresh["accuracy"] == pytest.approx(m["accuracy"], abs=0.01), (name, dim)
+            assert fresh["ece"] == pytest.approx(m["ece"], abs=0.01), (name, dim)  # at the shipped temperatures
             assert fresh["majority_baseline"]["label"] == m["majority_baseline"]["label"], (name, dim)
             assert fresh["majority_baseline"]["accuracy"] == pytest.approx(m["majority_baseline"]["accuracy"]), (name, dim)
+
+
+def test_the_label_temperatures_were_fitted_on_the_validation_split():
+    """`make critic` calibrates (critic/train/calibrate.py) on val.jsonl, which no held-out figure uses, and the
+    shipped checkpoint carries exactly the temperatures that fit reported."""
+    fitted = json.loads((SHIPPED / "calibration.json").read_text())
+    assert Path(fitted["data"]).name == "val.jsonl" and fitted["n"] == 100
+    trained = json.loads((SHIPPED / "critic_config.json").read_text())
+    assert trained["label_temperature"] == {d: m["temperature"] for d, m in fitted["dimensions"].items()}
+    assert VLMCritic(SHIPPED, rationale_tokens=0).label_temperature == trained["label_temperature"]
+    target = _make_critic()
+    assert re.search(r"calibrate --model \$\(SFT\)/final --data \.cache/synth/val\.jsonl", target)
+    assert target.index("calibrate --model") < target.index("lift-critic eval")
 
 
 def test_clearly_beats_the_majority_label(reports):
@@ -87,8 +107,8 @@ def test_no_dimension_is_stuck_on_a_label(reports):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 12: motion on the randomised domain, semantic consistency and fidelity on the "
-                                       "evaluation renderer are below 0.85 and the evaluation renderer's ECE is "
-                                       "above 0.1 (README, 'The shipped critic')")
+                                       "evaluation renderer are below 0.85, and those two's ECE there is above 0.1 "
+                                       "at the fitted temperatures (README, 'The shipped critic')")
 def test_generalises_to_both_renderers(reports):
     for name in ("random", "eval"):
         for dim, m in reports[name]["dimensions"].items():
@@ -109,14 +129,12 @@ def test_it_is_the_default_of_the_service_yaml_and_the_cli():
 @pytest.mark.parametrize("name", ["lift_critic_tiny_random.yaml", "lift_critic_tiny_random_continue.yaml",
                                   "lift_critic_tiny_random_continue2.yaml"])
 def test_make_critic_trains_on_the_randomised_domain(name):
-    import re
-
     from critic.train.sft_config import SFTConfig
 
     root = SHIPPED.parents[1]
     config = SFTConfig.from_yaml(root / "critic" / "train" / "configs" / name)
     assert Path(config.train).resolve() == root / ".cache" / "synth" / "train.jsonl"
-    target = re.search(r"^critic:.*?(?=^\S)", (root / "Makefile").read_text(), re.M | re.S).group(0)
+    target = _make_critic()
     assert f"--config critic/train/configs/{name}" in target
     # the training set is the randomised domain plus a share of the fixed one, concatenated into train.jsonl
     assert re.search(r"synth \.cache/synth .*--name train_random\.jsonl.*--domain random", target)

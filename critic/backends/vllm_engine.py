@@ -40,7 +40,6 @@ from contract.errors import CriticError, InvalidParameterError, ModelLoadError
 from contract.protocol import CriticResult
 from contract.sampling import FrameSampling
 from critic.backends.engine import AsyncCritic
-from critic.base import dimension_result
 from critic.types import ScoreInput
 from critic.vlm import VLMCritic, checkpoint_version, trained_defaults
 
@@ -92,7 +91,7 @@ class VLLMCritic(AsyncCritic, VLMCritic):
             generation = GenerationConfig.from_pretrained(path)
         except OSError:  # a checkpoint without generation_config.json
             generation = GenerationConfig()
-        rubric, sampling = trained_defaults(path)
+        rubric, sampling, self.label_temperature = trained_defaults(path)
         # what VLMCritic's planning helpers read of a model: its generation config (stop tokens)
         self.model = SimpleNamespace(generation_config=generation)
         self._setup_planning(processor, Path(path).name if os.path.isdir(path) else path,
@@ -217,7 +216,8 @@ class VLLMCritic(AsyncCritic, VLMCritic):
         ask = lambda plan: self._ask(prefix + plan.context_ids, images, plan, lora)  # noqa: E731
         first = await ask(plans[0])  # computes (and caches) the video's prefix
         answers = [first, *await asyncio.gather(*(ask(p) for p in plans[1:]))]
-        dims = {p.dimension.name: dimension_result(item.rubric, probs, why) for p, (probs, why, _) in zip(plans, answers)}
+        dims = {p.dimension.name: self._dimension_result(item.rubric, p.dimension.name, probs, why, item.adapter)
+                for p, (probs, why, _) in zip(plans, answers)}
         total = time.perf_counter() - t0
         timings = {"model_s": total, "cached_prompt_tokens": float(sum(c for _, _, c in answers)), "batch_size": 1.0}
         return self.make_result(item, dims, timings)

@@ -4,11 +4,23 @@ and a confusion table. ``lift-critic eval --model PATH --data ratings.jsonl``.""
 
 from __future__ import annotations
 
+from contract.protocol import CriticResult
 from contract.sampling import FrameSampling
 from critic.base import Critic, prepare_input
 from critic.data.ratings import RatedVideo, read_ratings, video_path
-from critic.rubrics import get_rubric
+from critic.rubrics import Rubric, get_rubric
 from critic.train import metrics
+
+
+def score_rows(critic: Critic, rows: list[RatedVideo], jsonl: str, rubric: Rubric, frames: int = 8,
+               batch_size: int = 16) -> list[CriticResult]:
+    """The critic's result for every row (its video, ``frames`` sampled uniformly, and its prompt), in order."""
+    sampling = FrameSampling.uniform(frames)
+    results = []
+    for start in range(0, len(rows), batch_size):
+        items = [prepare_input(video_path(r.video, jsonl), r.prompt, rubric, sampling) for r in rows[start : start + batch_size]]
+        results.extend(critic.score(items))
+    return results
 
 
 def evaluate_rows(critic: Critic, rows: list[RatedVideo], jsonl: str, rubric: str | None = None, frames: int = 8,
@@ -17,11 +29,7 @@ def evaluate_rows(critic: Critic, rows: list[RatedVideo], jsonl: str, rubric: st
     rub = get_rubric(rubric or critic.default_rubric)
     labels = [lab.name for lab in rub.labels]
     value = {lab.name: lab.value for lab in rub.labels}
-    sampling = FrameSampling.uniform(frames)
-    results = []
-    for start in range(0, len(rows), batch_size):
-        items = [prepare_input(video_path(r.video, jsonl), r.prompt, rub, sampling) for r in rows[start : start + batch_size]]
-        results.extend(critic.score(items))
+    results = score_rows(critic, rows, jsonl, rub, frames, batch_size)
     report = {"n": len(rows), "rubric": rub.name, "dimensions": {}}
     for d in rub.dimensions:
         true = [r.ratings[d.name].label for r in rows]
