@@ -67,6 +67,16 @@ def tiny_adapter(tiny_vlm_path, synth_set, tmp_path_factory):
     return trainer, trainer.out / "final"
 
 
+def run_cli(*args, timeout: float = 600):
+    """``lift-critic ARGS`` (the console script's module, serving.cli) in a subprocess: its exit code, JSON stdout
+    and one-line errors are what a user sees."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "serving.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def _ephemeral_low() -> int:
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli as _cli  # the CLI as a user runs it
 
 from contract.errors import ModelLoadError
 from contract.sampling import FrameSampling
@@ -63,10 +62,6 @@ def test_the_fit_cools_an_over_confident_critic_and_warms_an_under_confident_one
     assert t < 0.8 and nll(temper(under, t), truth) < nll(under, truth) - 0.05
     fair, truth = _confident(3000, sure=0.8, right=0.8)
     assert fit_temperature(fair, truth) == pytest.approx(1.0, abs=0.1)
-
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "serving.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_calibrate_writes_the_temperatures_and_loading_applies_them(tmp_path):

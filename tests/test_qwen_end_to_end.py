@@ -5,19 +5,13 @@ giving the same answer."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import run_cli as _cli  # the CLI as a user runs it
 from conftest import start_service  # one start-up helper for every service test
 
 pytestmark = pytest.mark.timeout(900)
 PROMPT = "a red ball rolls across the grass"
-
-
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "critic.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
 
 
 def test_qwen_through_the_cli_and_the_service(tmp_path, clips):
