@@ -204,6 +204,11 @@ def test_attribute_code_tracks_the_objects_in_the_frames_the_critic_reads():
     assert code.loss(tokens, [0, 1, 2]).item() == 0.0
     tokens[2, :5, 2] += 1.0  # the first frame's y off by one in the row with only a track
     assert code.loss(tokens, [0, 1, 2]).item() == pytest.approx(5 / (3 * 20))
+    heavy = AttributeCode([{"colour": "red"}, {"colour": "red"}, None], [long, long[:3], long], frames=4,
+                          track_weight=8.0)
+    assert heavy.loss(tokens, [0, 1, 2]).item() == pytest.approx(8 * 5 / (3 * 20))  # only the track's error counts more
+    tokens[0, :, 0] = 2.0  # the colour channel off by one in every token of the first row: weighted 1 either way
+    assert heavy.loss(tokens, [0, 1, 2]).item() - code.loss(tokens, [0, 1, 2]).item() == pytest.approx(7 * 5 / (3 * 20))
     assert AttributeCode([{"colour": "red"}]).width == 1  # no track, no track channels
     shown = [{"colour": "red", "shape": "ball"}, {"colour": "blue", "shape": "square"}]
     held = AttributeCode(shown, [long, long], frames=4, holds=["colour"])  # the colour only: no shape, no track

@@ -48,6 +48,9 @@ class SFTConfig:
     vision_warmup_code: list[str] | None = field(default=None, metadata={
         "help": "What the attribute code holds: `shown` attributes (colour, shape, count, background, fidelity) "
                 "and/or `track` (where the objects are in each frame); default everything the rows carry."})
+    vision_warmup_track: float = field(default=1.0, metadata={
+        "help": "Weight of the code's track channels against one attribute channel: the precision of the objects' "
+                "per-frame position, which jumps and stalls are read from."})
     freeze_vision: bool = field(default=False, metadata={"help": "Stage 2 trains the language model only: the "
                                                                  "vision tower and connector keep their weights."})
     dimension_weights: dict[str, int] = field(default_factory=dict, metadata={
@@ -71,6 +74,7 @@ class SFTConfig:
             (self.label_weight > 0, "label_weight must be > 0"),
             (self.vision_warmup_steps >= 0 and self.vision_warmup_lr > 0, "vision warm-up steps/lr must be >= 0/> 0"),
             (self.vision_warmup_attributes >= 0, "vision_warmup_attributes must be >= 0"),
+            (self.vision_warmup_track >= 0, "vision_warmup_track must be >= 0"),
             (all(isinstance(w, int) and w >= 1 for w in self.dimension_weights.values()),
              f"dimension_weights must be whole numbers >= 1, got {self.dimension_weights}"),
             (not self.freeze_vision or self.method == "full",

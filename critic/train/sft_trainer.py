@@ -212,7 +212,7 @@ class SFTTrainer:
         code = None
         if cfg.vision_warmup_attributes:
             code = AttributeCode([r.shown for r in self.train_rows], [r.track for r in self.train_rows], cfg.frames,
-                                 cfg.vision_warmup_code)
+                                 cfg.vision_warmup_code, cfg.vision_warmup_track)
             if not code.has_target.any() or code.width > hidden:
                 raise InvalidParameterError(
                     f"vision_warmup_attributes needs training rows with `shown` or `track` and a code of at most "

@@ -70,8 +70,9 @@ class AttributeCode:
     learns, nothing more."""
 
     def __init__(self, shown: list[dict[str, str] | None], tracks: list[list | None] | None = None, frames: int = 8,
-                 holds: list[str] | None = None):
-        """``holds``: what the code carries, names of ``shown`` attributes and ``track``; None: all the rows have."""
+                 holds: list[str] | None = None, track_weight: float = 1.0):
+        """``holds``: what the code carries, names of ``shown`` attributes and ``track``; None: all the rows have.
+        ``track_weight``: the track channels' squared error counts this many times an attribute channel's."""
         tracks = tracks if tracks is not None else [None] * len(shown)
         if holds is not None:
             carried = {k for s in shown if s for k in s} | ({"track"} if any(tracks) else set())
@@ -84,6 +85,7 @@ class AttributeCode:
         self.values = [(k, v) for k in names for v in sorted({s[k] for s in shown if s and k in s})]
         self.attributes = len(self.values)
         self.frames = frames
+        self.track_weight = track_weight
         index = {kv: i for i, kv in enumerate(self.values)}
         self.targets = torch.zeros(len(shown), self.attributes)
         self.known = torch.tensor([bool(s) for s in shown])
@@ -100,8 +102,8 @@ class AttributeCode:
         self.has_target = self.known | self.tracked  # rows the code says anything about
 
     def loss(self, image_tokens: torch.Tensor, rows: list[int]) -> torch.Tensor:
-        """Squared error summed over the code's channels a row has, averaged over the tokens of the rows
-        that have any."""
+        """Squared error summed over the code's channels a row has (the track's weighted ``track_weight``),
+        averaged over the tokens of the rows that have any."""
         known, tracked, keep = self.known[rows], self.tracked[rows], self.has_target[rows]
         if not keep.any():
             return image_tokens.sum() * 0.0
@@ -112,7 +114,7 @@ class AttributeCode:
             pos = x[..., self.attributes : self.width].reshape(len(x), self.frames, -1, 2)
             where = self.track[rows][keep].to(x.device).unsqueeze(2)
             off = ((pos - where) ** 2).sum(-1).reshape(len(x), -1)
-            err = err + off * tracked[keep].to(x.device).unsqueeze(1)
+            err = err + self.track_weight * off * tracked[keep].to(x.device).unsqueeze(1)
         return err.mean()
 
 
